@@ -1,0 +1,618 @@
+"""Readers of rating files: the MovieLens releases, generic tables and LightGCN's splits.
+
+Every reader returns an :class:`~aerec.data.interactions.Interactions` whose raw ids are strings.
+Delimited text is parsed by pandas' C parser with explicit dtypes, so that ML-20M's 20 million rows
+load in seconds. Only when that fails (or leaves a hole) is the file scanned again line by line, to
+report the first bad line as an editor numbers it (the header is line 1), with the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aerec.data.interactions import Interactions
+from aerec.data.preprocess import drop_duplicates
+from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
+
+__all__ = [
+    "TITLE_FILES",
+    "read_item_titles",
+    "read_lightgcn",
+    "read_ml100k",
+    "read_ratings_csv",
+    "read_ratings_dat",
+    "read_table",
+]
+
+# What pandas' C parser accepts, written strictly, so that the line scan never passes a value
+# that pandas rejected (Python's int() and float() also take "1_000", "inf" and "nan").
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+_FORMAT_SEPARATORS = {"csv": ",", "tsv": "\t"}
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """The column that holds each field; ``None`` where the source has no such field."""
+
+    user: str
+    item: str
+    rating: str | None = None
+    timestamp: str | None = None
+
+    def used(self) -> dict[str, str]:
+        """Field name -> column name, for the fields the source has."""
+        pairs = {"user": self.user, "item": self.item,
+                 "rating": self.rating, "timestamp": self.timestamp}
+        return {field: column for field, column in pairs.items() if column is not None}
+
+
+@dataclass(frozen=True)
+class _Delimited:
+    """How to read one delimited text file."""
+
+    path: Path
+    sep: str
+    columns: tuple[str, ...]  # every column of the file, in order
+    header: bool
+    fields: _Fields
+    int_ids: bool  # MovieLens ids are integers; parsing them as such is what makes ML-20M fast
+    encoding: str = "utf-8"
+
+    @property
+    def first_data_line(self) -> int:
+        return 2 if self.header else 1
+
+
+_MOVIELENS_COLUMNS = ("user", "item", "rating", "timestamp")
+_MOVIELENS_FIELDS = _Fields("user", "item", "rating", "timestamp")
+_MOVIELENS_CSV_FIELDS = _Fields("userId", "movieId", "rating", "timestamp")
+
+
+# -- public readers ------------------------------------------------------------------------------
+def read_ml100k(path: str | Path) -> Interactions:
+    """Read a MovieLens 100K rating file (``u.data``, ``u1.base``, ``ua.test``, ...).
+
+    Parameters
+    ----------
+    path : str or Path
+        A tab-separated file of ``user item rating timestamp`` lines, no header.
+
+    Returns
+    -------
+    Interactions
+        Explicit ratings with timestamps.
+
+    Raises
+    ------
+    ParseError
+        On a line with the wrong number of fields or a bad value (file, line and field named).
+    EmptyDataError
+        If the file holds no ratings.
+    """
+    return _read_delimited(_Delimited(
+        Path(path), "\t", _MOVIELENS_COLUMNS, header=False, fields=_MOVIELENS_FIELDS, int_ids=True,
+    ))
+
+
+def read_ratings_dat(path: str | Path) -> Interactions:
+    """Read the ``ratings.dat`` of MovieLens 1M or 10M (``user::item::rating::timestamp``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``::``-separated file, no header.
+
+    Returns
+    -------
+    Interactions
+        Explicit ratings with timestamps.
+
+    Raises
+    ------
+    ParseError
+        On a line with the wrong number of fields or a bad value (file, line and field named).
+    EmptyDataError
+        If the file holds no ratings.
+    """
+    return _read_delimited(_Delimited(
+        Path(path), "::", _MOVIELENS_COLUMNS, header=False, fields=_MOVIELENS_FIELDS, int_ids=True,
+    ))
+
+
+def read_ratings_csv(path: str | Path) -> Interactions:
+    """Read the ``ratings.csv`` of MovieLens 20M, 25M or latest(-small).
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV file whose header names ``userId,movieId,rating,timestamp``.
+
+    Returns
+    -------
+    Interactions
+        Explicit ratings with timestamps.
+
+    Raises
+    ------
+    DataError
+        If a column is missing from the header.
+    ParseError
+        On a line with the wrong number of fields or a bad value (file, line and field named).
+    EmptyDataError
+        If the file holds no ratings.
+    """
+    path = Path(path)
+    columns = _header_columns(path, ",", "utf-8")
+    _check_columns(path, _MOVIELENS_CSV_FIELDS, columns)
+    return _read_delimited(_Delimited(
+        path, ",", columns, header=True, fields=_MOVIELENS_CSV_FIELDS, int_ids=True,
+    ))
+
+
+def read_table(
+    path: str | Path,
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    timestamp_col: str | None = None,
+    sep: str | None = None,
+    file_format: str | None = None,
+) -> Interactions:
+    """Read interactions from a CSV, TSV or Parquet table with named columns.
+
+    Parameters
+    ----------
+    path : str or Path
+        The table. Text tables need a header line naming the columns.
+    user_col, item_col : str
+        Columns of the user and item ids (any strings).
+    rating_col : str, optional
+        Column of the ratings; without it the interactions are implicit (``explicit=False``).
+    timestamp_col : str, optional
+        Column of integer Unix timestamps (Parquet timestamp columns are converted to seconds).
+    sep : str, optional
+        One-character field separator of a text table; by default ``,`` for CSV and a tab for TSV.
+    file_format : {"csv", "tsv", "parquet"}, optional
+        Guessed from the suffix (``.csv``, ``.tsv``, ``.parquet``) when not given.
+
+    Returns
+    -------
+    Interactions
+
+    Raises
+    ------
+    ConfigError
+        If the format cannot be guessed or ``sep`` is not one character.
+    DataError
+        If a named column does not exist (the message lists those that do).
+    ParseError
+        On a malformed line or a bad value (file, line and field named).
+    EmptyDataError
+        If the table has no rows.
+    ImportError
+        If a Parquet file is read without pyarrow (``pip install aerec[parquet]``).
+    """
+    path = Path(path)
+    fields = _Fields(user_col, item_col, rating_col, timestamp_col)
+    file_format = _guess_format(path, file_format)
+    if file_format == "parquet":
+        return _read_parquet(path, fields)
+    sep = _FORMAT_SEPARATORS[file_format] if sep is None else sep
+    if len(sep) != 1:
+        raise ConfigError(f"sep must be one character, got {sep!r}")
+    columns = _header_columns(path, sep, "utf-8")
+    _check_columns(path, fields, columns)
+    return _read_delimited(_Delimited(path, sep, columns, header=True, fields=fields, int_ids=False))
+
+
+def read_lightgcn(
+    path: str | Path,
+    *,
+    user_ids: np.ndarray | list[str] | None = None,
+    item_ids: np.ndarray | list[str] | None = None,
+) -> Interactions:
+    """Read a LightGCN benchmark split (``train.txt`` / ``test.txt``).
+
+    Each line holds a user id followed by the ids of its items, separated by spaces. A line with
+    a user id and no items is allowed (LightGCN's ``test.txt`` has some): the user is kept, as a
+    row with no interactions, so that row indices stay aligned with the other split.
+
+    Parameters
+    ----------
+    path : str or Path
+        The split file.
+    user_ids, item_ids : array-like of str, optional
+        Vocabularies to read into (for instance those of ``train.txt`` when reading
+        ``test.txt``); every id in the file must then be in them. Without them the vocabularies
+        are the ids of the file, sorted numerically.
+
+    Returns
+    -------
+    Interactions
+        Implicit interactions (``explicit=False``), no timestamps.
+
+    Raises
+    ------
+    ParseError
+        If an id is not a non-negative integer (file, line and field named).
+    DataError
+        If an id is not in the vocabulary given.
+    EmptyDataError
+        If the file holds no user line.
+    """
+    path = Path(path)
+    users, user_lines, items, item_lines = _lightgcn_tokens(path)
+    rows, u_vocab = _encode_lightgcn(users, user_lines, user_ids, path, "user")
+    cols, i_vocab = _encode_lightgcn(items, item_lines, item_ids, path, "item")
+    # Repeat each user's row once per item it lists; users without items add no interaction.
+    item_rows = rows[np.searchsorted(user_lines, item_lines)]
+    keep = drop_duplicates(item_rows, cols, source=str(path))
+    return Interactions.from_indices(
+        item_rows[keep], cols[keep], np.ones(len(keep), np.float32), None,
+        user_ids=u_vocab, item_ids=i_vocab, explicit=False,
+    )
+
+
+# -- item titles ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TitleFile:
+    """Where a MovieLens release keeps its movie titles and how the file is written."""
+
+    name: str
+    sep: str
+    encoding: str
+
+
+TITLE_FILES: dict[str, TitleFile] = {
+    "ml-100k": TitleFile("u.item", "|", "latin-1"),
+    "ml-1m": TitleFile("movies.dat", "::", "latin-1"),
+    "ml-10m": TitleFile("movies.dat", "::", "utf-8"),
+    "ml-20m": TitleFile("movies.csv", ",", "utf-8"),
+    "ml-25m": TitleFile("movies.csv", ",", "utf-8"),
+    "ml-latest-small": TitleFile("movies.csv", ",", "utf-8"),
+}
+
+
+def read_item_titles(directory: str | Path, dataset_name: str) -> dict[str, str]:
+    """Read the movie titles of a MovieLens release.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The extracted release (the folder that holds ``u.item``, ``movies.dat`` or ``movies.csv``).
+    dataset_name : str
+        One of the keys of :data:`TITLE_FILES` (``"ml-100k"``, ``"ml-1m"``, ...).
+
+    Returns
+    -------
+    dict of str to str
+        Raw item id -> title, for instance ``"1" -> "Toy Story (1995)"``.
+
+    Raises
+    ------
+    ConfigError
+        If ``dataset_name`` is unknown.
+    ParseError
+        On a line without an id and a title.
+    """
+    if dataset_name not in TITLE_FILES:
+        raise ConfigError(
+            f"no title format for {dataset_name!r}; known: {', '.join(sorted(TITLE_FILES))}"
+        )
+    spec = TITLE_FILES[dataset_name]
+    path = Path(directory) / spec.name
+    if spec.sep == ",":
+        records = csv.reader(_text_lines(path, spec.encoding))
+        return _titles_from_records(path, ((records.line_num, r) for r in records), header=True)
+    numbered = ((n, line.split(spec.sep)) for n, line in enumerate(_text_lines(path, spec.encoding), 1))
+    return _titles_from_records(path, numbered, header=False)
+
+
+def _titles_from_records(
+    path: Path, records: Iterator[tuple[int, list[str]]], *, header: bool
+) -> dict[str, str]:
+    titles = {}
+    for line, fields in records:
+        if (header and line == 1) or not any(f.strip() for f in fields):
+            continue
+        if len(fields) < 2:
+            raise ParseError("expected an id and a title", path=path, line=line, field="title")
+        titles[fields[0].strip()] = fields[1].strip()
+    return titles
+
+
+# -- delimited text: fast path -------------------------------------------------------------------
+def _read_delimited(spec: _Delimited) -> Interactions:
+    try:
+        frame = _parse_with_pandas(spec)
+        _check_complete(frame, spec)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserWarning) as exc:
+        # Locate the first bad line; pandas' own messages give neither our line numbers nor the
+        # field. Only if the scan finds nothing (which it should not) is pandas' message passed on.
+        _scan_for_bad_line(spec)
+        raise ParseError(f"could not be parsed ({exc})", path=spec.path) from exc
+    if len(frame) == 0:
+        raise EmptyDataError("no interactions (the file has no data lines)", path=spec.path)
+    used = spec.fields.used()
+    return _build(
+        frame[used["user"]].to_numpy(), frame[used["item"]].to_numpy(),
+        frame[used["rating"]].to_numpy() if "rating" in used else None,
+        frame[used["timestamp"]].to_numpy() if "timestamp" in used else None,
+        source=str(spec.path),
+    )
+
+
+def _parse_with_pandas(spec: _Delimited) -> pd.DataFrame:
+    source: str | Path | io.BytesIO = spec.path
+    sep = spec.sep
+    if len(sep) > 1:
+        # The C parser takes one-character separators only; the python engine would take "::"
+        # but is ten times slower, so the separator is rewritten in memory instead.
+        source = io.BytesIO(spec.path.read_bytes().replace(sep.encode(), b"\t"))
+        sep = "\t"
+    id_type = "int64" if spec.int_ids else "str"
+    dtypes = {"user": id_type, "item": id_type, "rating": "float64", "timestamp": "int64"}
+    dtype = {column: dtypes[field] for field, column in spec.fields.used().items()}
+    with warnings.catch_warnings():
+        # A first line with too many fields only warns; make it an error like later lines.
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(
+            source, sep=sep, engine="c", header=0 if spec.header else None,
+            names=None if spec.header else list(spec.columns), index_col=False, dtype=dtype,
+            encoding=spec.encoding, keep_default_na=False, na_values=[""],
+        )
+
+
+def _check_complete(frame: pd.DataFrame, spec: _Delimited) -> None:
+    """Raise ValueError when the parse left holes that pandas does not count as errors."""
+    if len(frame.columns) != len(spec.columns):
+        raise ValueError(f"expected {len(spec.columns)} columns, found {len(frame.columns)}")
+    # Short lines become missing values rather than errors, and "inf" passes as a float.
+    for field, column in spec.fields.used().items():
+        values = frame[column]
+        if values.isna().any():
+            raise ValueError(f"missing values in column {column!r}")
+        if field == "rating" and not np.isfinite(values.to_numpy()).all():
+            raise ValueError(f"non-finite values in column {column!r}")
+
+
+# -- delimited text: the line scan that names the bad line ---------------------------------------
+def _scan_for_bad_line(spec: _Delimited) -> None:
+    """Raise a ParseError for the first bad line of ``spec.path``; return if every line is good."""
+    position = {column: k for k, column in enumerate(spec.columns)}
+    n_columns = len(spec.columns)
+    for line, fields in _records(spec):
+        if line < spec.first_data_line:
+            continue
+        if len(fields) != n_columns:
+            raise ParseError(
+                f"expected {n_columns} fields separated by {spec.sep!r}, found {len(fields)}",
+                path=spec.path, line=line,
+            )
+        for field, column in spec.fields.used().items():
+            problem = _value_problem(field, fields[position[column]].strip(), spec.int_ids)
+            if problem:
+                raise ParseError(problem, path=spec.path, line=line, field=column)
+
+
+def _records(spec: _Delimited) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of each non-blank line, quoting handled as pandas does."""
+    lines = _text_lines(spec.path, spec.encoding)
+    if len(spec.sep) > 1:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                yield number, line.rstrip("\r\n").split(spec.sep)
+        return
+    reader = csv.reader(lines, delimiter=spec.sep)
+    for fields in reader:
+        if fields:
+            yield reader.line_num, fields
+
+
+def _text_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Decoded lines of a file; a byte that does not decode is reported with its line."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise ParseError(f"not valid {encoding} ({exc.reason})", path=path, line=number) from exc
+
+
+def _value_problem(field: str, text: str, int_ids: bool) -> str | None:
+    """What is wrong with one field's text, or None."""
+    label = {"user": "user id", "item": "item id"}.get(field, field)
+    if not text:
+        return f"missing {label}"
+    if field in ("user", "item") and int_ids and not _INT.fullmatch(text):
+        return f"{label} {text!r} is not an integer"
+    if field == "rating" and not _FLOAT.fullmatch(text):
+        return f"rating {text!r} is not a number"
+    if field == "timestamp" and not _INT.fullmatch(text):
+        return f"timestamp {text!r} is not an integer"
+    return None
+
+
+# -- headers and formats -------------------------------------------------------------------------
+def _header_columns(path: Path, sep: str, encoding: str) -> tuple[str, ...]:
+    header = next(csv.reader(_text_lines(path, encoding), delimiter=sep), None)
+    if not header or not any(h.strip() for h in header):
+        raise EmptyDataError("the file is empty (no header line)", path=path, line=1)
+    return tuple(h.strip() for h in header)
+
+
+def _check_columns(path: Path, fields: _Fields, columns: tuple[str, ...] | list[str]) -> None:
+    for field, column in fields.used().items():
+        if column not in columns:
+            listed = ", ".join(repr(c) for c in columns)
+            raise DataError(
+                f"no column {column!r} (wanted for the {field}); the columns are: {listed}",
+                path=path, field=column,
+            )
+
+
+def _guess_format(path: Path, file_format: str | None) -> str:
+    known = ("csv", "tsv", "parquet")
+    if file_format is None:
+        file_format = path.suffix.lower().lstrip(".")
+        if file_format not in known:
+            raise ConfigError(
+                f"cannot tell the format of {path} from its suffix; pass file_format= one of {known}"
+            )
+    if file_format not in known:
+        raise ConfigError(f"unknown file_format {file_format!r}; expected one of {known}")
+    return file_format
+
+
+# -- parquet -------------------------------------------------------------------------------------
+def _read_parquet(path: Path, fields: _Fields) -> Interactions:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(
+            f"reading {path} needs pyarrow, an optional dependency: pip install aerec[parquet]"
+        ) from exc
+    _check_columns(path, fields, pq.read_schema(path).names)
+    used = fields.used()
+    frame = pq.read_table(path, columns=list(dict.fromkeys(used.values()))).to_pandas()
+    if len(frame) == 0:
+        raise EmptyDataError("no interactions (the table has no rows)", path=path)
+    arrays = {field: _parquet_column(path, frame[column], field) for field, column in used.items()}
+    return _build(arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
+                  source=str(path))
+
+
+def _parquet_column(path: Path, column: pd.Series, field: str) -> np.ndarray:
+    """Check and convert one Parquet column; a bad value is reported by its 1-based row."""
+    missing = column.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise ParseError(f"missing {field} in row {row}", path=path, field=column.name)
+    if field in ("user", "item"):
+        return column.to_numpy()
+    if field == "timestamp" and pd.api.types.is_datetime64_any_dtype(column):
+        if column.dt.tz is not None:
+            column = column.dt.tz_convert(None)
+        return column.to_numpy().astype("datetime64[s]").astype(np.int64)
+    if not pd.api.types.is_numeric_dtype(column):
+        raise ParseError(f"{field} must be numeric, the column is {column.dtype}",
+                         path=path, field=column.name)
+    values = column.to_numpy()
+    if field == "timestamp":
+        if not np.array_equal(values, np.floor(values)):
+            row = int(np.flatnonzero(values != np.floor(values))[0]) + 1
+            raise ParseError(f"timestamp {values[row - 1]} in row {row} is not an integer",
+                             path=path, field=column.name)
+        return values.astype(np.int64)
+    return values.astype(np.float64)
+
+
+# -- from columns to Interactions ----------------------------------------------------------------
+def _build(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray | None,
+    timestamps: np.ndarray | None,
+    *,
+    source: str,
+) -> Interactions:
+    """Encode raw ids, resolve duplicate pairs and build the CSR matrix."""
+    rows, user_vocab = _encode(users)
+    cols, item_vocab = _encode(items)
+    # Dropping duplicates never removes the last interaction of a user or item, so the
+    # vocabularies built above stay exact.
+    keep = drop_duplicates(rows, cols, timestamps, source=source)
+    if len(keep) < len(rows):
+        rows, cols = rows[keep], cols[keep]
+        ratings = None if ratings is None else ratings[keep]
+        timestamps = None if timestamps is None else timestamps[keep]
+    values = np.ones(len(rows), np.float32) if ratings is None else ratings.astype(np.float32)
+    return Interactions.from_indices(
+        rows, cols, values, timestamps, user_ids=user_vocab, item_ids=item_vocab,
+        explicit=ratings is not None,
+    )
+
+
+def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, vocabulary)``: the vocabulary as strings, sorted numerically when it can be."""
+    if ids.dtype.kind in "iu":
+        # Hashing then sorting the few unique ids is much faster than sorting all of them.
+        codes, uniques = pd.factorize(ids, sort=True)
+        return codes.astype(np.int64), uniques.astype(str)
+    codes, uniques = pd.factorize(ids)
+    uniques = np.asarray(uniques, dtype=str)
+    order = _vocabulary_order(uniques)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[codes], uniques[order]
+
+
+def _vocabulary_order(ids: np.ndarray) -> np.ndarray:
+    """Positions that sort string ids: as integers when all are integers, else as text."""
+    try:
+        return np.argsort(ids.astype(np.int64), kind="stable")
+    except (ValueError, OverflowError):
+        return np.argsort(ids, kind="stable")
+
+
+# -- LightGCN ------------------------------------------------------------------------------------
+def _lightgcn_tokens(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, user_lines, items, item_lines)``: every id with the line it is on."""
+    users, user_lines, items, item_lines = [], [], [], []
+    for number, line in enumerate(_text_lines(path, "utf-8"), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if not ("".join(tokens).isdigit() and line.isascii()):
+            _raise_bad_lightgcn_token(path, number, tokens)
+        users.append(tokens[0])
+        user_lines.append(number)
+        items.extend(tokens[1:])
+        item_lines.extend([number] * (len(tokens) - 1))
+    if not users:
+        raise EmptyDataError("no user lines", path=path)
+    return (np.array(users, dtype=str), np.array(user_lines, np.int64),
+            np.array(items, dtype=str), np.array(item_lines, np.int64))
+
+
+def _raise_bad_lightgcn_token(path: Path, line: int, tokens: list[str]) -> None:
+    for k, token in enumerate(tokens):
+        if not (token.isascii() and token.isdigit()):
+            field = "user" if k == 0 else "item"
+            raise ParseError(f"{field} id {token!r} is not a non-negative integer",
+                             path=path, line=line, field=field)
+
+
+def _encode_lightgcn(
+    ids: np.ndarray,
+    lines: np.ndarray,
+    vocabulary: np.ndarray | list[str] | None,
+    path: Path,
+    field: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    if vocabulary is None:
+        if len(ids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, dtype=str)
+        return _encode(ids)
+    vocabulary = np.asarray(vocabulary).astype(str)
+    codes = pd.Index(vocabulary).get_indexer(ids)
+    if (codes < 0).any():
+        first = int(np.flatnonzero(codes < 0)[0])
+        raise DataError(
+            f"{field} id {ids[first]!r} is not in the {field} vocabulary given "
+            f"({(codes < 0).sum()} ids of the file are not)",
+            path=path, line=int(lines[first]), field=field,
+        )
+    return codes.astype(np.int64), vocabulary

@@ -1,0 +1,286 @@
+"""Ranking and rating metrics as pure functions: top-k ids and held-out matrices in, numbers out.
+
+The ranking metrics follow the definitions of Liang et al. (2018), "Variational Autoencoders for
+Collaborative Filtering" (WWW), and of RecBole / LightGCN where the two differ:
+
+* ``recall_at_k``: hits@K / #targets (RecBole, LightGCN).
+* ``truncated_recall_at_k``: hits@K / min(K, #targets), which the Mult-VAE paper calls Recall@K
+  (it reaches 1 whenever the top K are all relevant).
+* ``ndcg_at_k``: binary gain, discount 1 / log2(rank + 1) for ranks 1..K, normalised by the
+  DCG of an ideal list with min(#targets, K) relevant items first.
+
+Every per-user function returns NaN for users without targets; :func:`summarize` skips NaN, so
+such users are excluded from the means (the Mult-VAE reference code has no such users because it
+splits only users with at least five items).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = [
+    "top_k",
+    "recall_at_k",
+    "truncated_recall_at_k",
+    "ndcg_at_k",
+    "summarize",
+    "rmse",
+    "mae",
+]
+
+
+# -- top-k ------------------------------------------------------------------------------------
+def top_k(
+    scores: torch.Tensor | np.ndarray,
+    k: int,
+    exclude: sp.spmatrix | None = None,
+) -> torch.Tensor | np.ndarray:
+    """Indices of the ``k`` highest scores of each row, best first.
+
+    Parameters
+    ----------
+    scores : torch.Tensor or numpy.ndarray
+        ``(batch, n_items)`` scores. A tensor stays on its device: masking and selection run
+        there, and the result is a tensor on that device.
+    k : int
+        How many items to return per row. Clamped to ``n_items``.
+    exclude : scipy.sparse matrix, optional
+        ``(batch, n_items)``; every stored non-zero entry is an item that must not be ranked (the
+        fold-in items). Its score is set to ``-inf`` (on a copy; ``scores`` is not modified), so
+        it appears only when a row has fewer than ``k`` other items.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``(batch, min(k, n_items))`` int64 item indices sorted by descending score. Ties are
+        broken by the lower item index, on every device, so that numpy, CPU and CUDA agree.
+
+    Raises
+    ------
+    ValueError
+        If ``k < 1``, the shapes disagree, or a score is NaN.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(scores, torch.Tensor):
+        return _top_k_torch(scores, int(k), exclude)
+    return _top_k_numpy(np.asarray(scores), int(k), exclude)
+
+
+def _excluded_coords(exclude: sp.spmatrix, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    if not sp.issparse(exclude):
+        raise TypeError(f"exclude must be a scipy sparse matrix, got {type(exclude).__name__}")
+    if exclude.shape != shape:
+        raise ValueError(f"exclude has shape {exclude.shape} but scores have shape {shape}")
+    csr = exclude.tocsr()
+    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    nonzero = csr.data != 0
+    return rows[nonzero], csr.indices[nonzero].astype(np.int64)
+
+
+def _check_scores(shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"scores must be 2-D (batch x items), got shape {tuple(shape)}")
+
+
+def _top_k_numpy(scores: np.ndarray, k: int, exclude: sp.spmatrix | None) -> np.ndarray:
+    _check_scores(scores.shape)
+    batch, n_items = scores.shape
+    k = min(k, n_items)
+    if k == 0:
+        return np.zeros((batch, 0), np.int64)
+    dtype = scores.dtype if scores.dtype.kind == "f" else np.float64
+    s = scores.astype(dtype, copy=exclude is not None)
+    if exclude is not None:
+        rows, cols = _excluded_coords(exclude, scores.shape)
+        s[rows, cols] = -np.inf
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN; the model has probably diverged")
+    kth = np.partition(s, n_items - k, axis=1)[:, n_items - k, None]
+    chosen = _choose(s > kth, s == kth, k)
+    cols = np.nonzero(chosen)[1].reshape(batch, k)
+    # nonzero gives ascending indices, so a stable sort on the negated scores puts ties in index
+    # order.
+    order = np.argsort(-np.take_along_axis(s, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1).astype(np.int64)
+
+
+def _top_k_torch(scores: torch.Tensor, k: int, exclude: sp.spmatrix | None) -> torch.Tensor:
+    _check_scores(tuple(scores.shape))
+    batch, n_items = scores.shape
+    k = min(k, n_items)
+    if k == 0:
+        return torch.zeros((batch, 0), dtype=torch.int64, device=scores.device)
+    s = scores if scores.is_floating_point() else scores.double()
+    s = s.detach()
+    if exclude is not None:
+        rows, cols = _excluded_coords(exclude, tuple(scores.shape))
+        index = (torch.from_numpy(rows).to(s.device), torch.from_numpy(cols).to(s.device))
+        s = s.index_put(index, torch.tensor(float("-inf"), dtype=s.dtype, device=s.device))
+    if torch.isnan(s).any():
+        raise ValueError("scores contain NaN; the model has probably diverged")
+    # torch.topk leaves the order of ties unspecified (and CPU and CUDA differ), so it is used
+    # only for the k-th value; the selection itself is made by comparison, as in numpy.
+    kth = torch.topk(s, k, dim=1).values[:, -1:]
+    chosen = _choose(s > kth, s == kth, k)
+    cols = torch.nonzero(chosen)[:, 1].view(batch, k)
+    order = torch.sort(s.gather(1, cols), dim=1, descending=True, stable=True).indices
+    return cols.gather(1, order)
+
+
+def _choose(above, tied, k: int):
+    """Mask of exactly ``k`` items per row: all above the k-th value, then ties by lowest index.
+
+    Works on numpy arrays and torch tensors alike. The cumulative sum that ranks ties is computed
+    only for the rows where ties straddle the boundary, which are rare with real scores, so that
+    no batch-sized int64 array is built in the common case.
+    """
+    need = k - above.sum(1)
+    chosen = above | tied
+    ambiguous = tied.sum(1) > need
+    if ambiguous.any():
+        tie_rank = tied[ambiguous].cumsum(1)
+        chosen[ambiguous] = above[ambiguous] | (tied[ambiguous] & (tie_rank <= need[ambiguous, None]))
+    return chosen
+
+
+# -- per-user ranking metrics -----------------------------------------------------------------
+def recall_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Recall@K as in RecBole and LightGCN: hits in the top K divided by the number of targets.
+
+    Parameters
+    ----------
+    topk : numpy.ndarray or torch.Tensor
+        ``(batch, K)`` distinct item indices per user, best first (as :func:`top_k` returns).
+    targets : scipy.sparse matrix
+        ``(batch, n_items)``; stored non-zero entries are the relevant items.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(batch,)`` float64; NaN for users without targets.
+    """
+    hits, n_relevant = _hits(topk, targets)
+    return _divide(hits.sum(1), n_relevant)
+
+
+def truncated_recall_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Recall@K of the Mult-VAE paper: hits in the top K divided by min(K, number of targets).
+
+    Parameters and return value are those of :func:`recall_at_k`.
+    """
+    hits, n_relevant = _hits(topk, targets)
+    return _divide(hits.sum(1), np.minimum(hits.shape[1], n_relevant))
+
+
+def ndcg_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """NDCG@K with binary gains and discount 1 / log2(rank + 1), ranks counted from 1.
+
+    The ideal DCG sums the discounts of the first min(number of targets, K) ranks.
+    Parameters and return value are those of :func:`recall_at_k`.
+    """
+    hits, n_relevant = _hits(topk, targets)
+    return _ndcg(hits, n_relevant)
+
+
+def _ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    k = hits.shape[1]
+    discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    dcg = hits @ discount
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(n_relevant, k)]
+    return _divide(dcg, ideal)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` with NaN where the denominator is 0 (users without targets)."""
+    numerator = np.asarray(numerator, np.float64)
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=np.asarray(denominator) > 0)
+    return out
+
+
+def _hits(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """``(batch, K)`` float64 relevance of each recommended item and the targets per user.
+
+    Membership is looked up with a binary search over the (row, item) keys of the targets, so no
+    dense matrix is built.
+    """
+    if isinstance(topk, torch.Tensor):
+        topk = topk.detach().cpu().numpy()
+    topk = np.asarray(topk)
+    if topk.ndim != 2 or topk.dtype.kind not in "iu":
+        raise ValueError(f"topk must be a 2-D integer array, got {topk.dtype} of shape {topk.shape}")
+    if not sp.issparse(targets):
+        raise TypeError(f"targets must be a scipy sparse matrix, got {type(targets).__name__}")
+    batch, n_items = targets.shape
+    if topk.shape[0] != batch:
+        raise ValueError(f"topk has {topk.shape[0]} rows but targets have {batch}")
+    if topk.size and (topk.min() < 0 or topk.max() >= n_items):
+        raise ValueError(f"topk holds item indices outside [0, {n_items})")
+    coo = targets.tocoo()
+    nonzero = coo.data != 0
+    t_rows = coo.row[nonzero].astype(np.int64)
+    keys = np.sort(t_rows * n_items + coo.col[nonzero])
+    n_relevant = np.bincount(t_rows, minlength=batch)
+    if len(keys) == 0:
+        return np.zeros(topk.shape, np.float64), n_relevant
+    query = np.arange(batch, dtype=np.int64)[:, None] * n_items + topk
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return (keys[pos] == query).astype(np.float64), n_relevant
+
+
+# -- aggregation ------------------------------------------------------------------------------
+def summarize(per_user: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Mean and standard error of each per-user metric.
+
+    Parameters
+    ----------
+    per_user : mapping of str to numpy.ndarray
+        One value per user for each metric; NaN (a user without targets) is skipped.
+
+    Returns
+    -------
+    dict of str to float
+        ``name`` -> mean and ``name + "_se"`` -> standard error, computed as
+        ``std(ddof=0) / sqrt(n)`` over the ``n`` non-NaN users, as the Mult-VAE reference code
+        reports it. Both are NaN when no user has a value.
+    """
+    out: dict[str, float] = {}
+    for name, values in per_user.items():
+        values = np.asarray(values, np.float64).ravel()
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            out[name], out[f"{name}_se"] = float("nan"), float("nan")
+            continue
+        out[name] = float(values.mean())
+        out[f"{name}_se"] = float(values.std(ddof=0) / np.sqrt(len(values)))
+    return out
+
+
+# -- rating metrics ---------------------------------------------------------------------------
+def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Root mean squared error between two 1-D arrays of the same, non-zero length."""
+    pred, truth = _pair(pred, truth)
+    return float(np.sqrt(np.mean((pred - truth) ** 2)))
+
+
+def mae(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean absolute error between two 1-D arrays of the same, non-zero length."""
+    pred, truth = _pair(pred, truth)
+    return float(np.mean(np.abs(pred - truth)))
+
+
+def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(pred, torch.Tensor):
+        pred = pred.detach().cpu().numpy()
+    pred = np.asarray(pred, np.float64)
+    truth = np.asarray(truth, np.float64)
+    if pred.ndim != 1 or truth.ndim != 1 or pred.shape != truth.shape:
+        raise ValueError(f"pred and truth must be 1-D of equal length, got {pred.shape} and {truth.shape}")
+    if len(pred) == 0:
+        raise ValueError("pred and truth are empty; there is nothing to score")
+    return pred, truth
