@@ -64,11 +64,22 @@ def top_k(
     ValueError
         If ``k < 1``, the shapes disagree, or a score is NaN.
     """
+    return _top_k(scores, k, exclude, overwrite=False)
+
+
+def _top_k(
+    scores: torch.Tensor | np.ndarray, k: int, exclude: sp.spmatrix | None, *, overwrite: bool
+) -> torch.Tensor | np.ndarray:
+    """:func:`top_k`, allowed to write the exclusions into ``scores`` when ``overwrite``.
+
+    Copying a large CPU batch costs about as much as the selection itself, so the evaluation
+    loop, which owns the scores it gets back, skips the copy.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if isinstance(scores, torch.Tensor):
-        return _top_k_torch(scores, int(k), exclude)
-    return _top_k_numpy(np.asarray(scores), int(k), exclude)
+        return _top_k_torch(scores, int(k), exclude, overwrite)
+    return _top_k_numpy(np.asarray(scores), int(k), exclude, overwrite)
 
 
 def _excluded_coords(exclude: sp.spmatrix, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -87,49 +98,76 @@ def _check_scores(shape: tuple[int, ...]) -> None:
         raise ValueError(f"scores must be 2-D (batch x items), got shape {tuple(shape)}")
 
 
-def _top_k_numpy(scores: np.ndarray, k: int, exclude: sp.spmatrix | None) -> np.ndarray:
+_NAN_MESSAGE = "scores contain NaN; the model has probably diverged"
+
+
+def _top_k_numpy(
+    scores: np.ndarray, k: int, exclude: sp.spmatrix | None, overwrite: bool
+) -> np.ndarray:
     _check_scores(scores.shape)
     batch, n_items = scores.shape
     k = min(k, n_items)
     if k == 0:
         return np.zeros((batch, 0), np.int64)
     dtype = scores.dtype if scores.dtype.kind == "f" else np.float64
-    s = scores.astype(dtype, copy=exclude is not None)
+    # A view (a slice or a broadcast) may share memory with the caller's data.
+    writable = overwrite and scores.flags.writeable and scores.base is None
+    s = scores.astype(dtype, copy=exclude is not None and not writable)
     if exclude is not None:
         rows, cols = _excluded_coords(exclude, scores.shape)
         s[rows, cols] = -np.inf
     if np.isnan(s).any():
-        raise ValueError("scores contain NaN; the model has probably diverged")
+        raise ValueError(_NAN_MESSAGE)
     kth = np.partition(s, n_items - k, axis=1)[:, n_items - k, None]
     chosen = _choose(s > kth, s == kth, k)
-    cols = np.nonzero(chosen)[1].reshape(batch, k)
-    # nonzero gives ascending indices, so a stable sort on the negated scores puts ties in index
-    # order.
-    order = np.argsort(-np.take_along_axis(s, cols, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(cols, order, axis=1).astype(np.int64)
+    return _order(s, np.nonzero(chosen)[1].reshape(batch, k))
 
 
-def _top_k_torch(scores: torch.Tensor, k: int, exclude: sp.spmatrix | None) -> torch.Tensor:
+def _top_k_torch(
+    scores: torch.Tensor, k: int, exclude: sp.spmatrix | None, overwrite: bool
+) -> torch.Tensor:
     _check_scores(tuple(scores.shape))
     batch, n_items = scores.shape
     k = min(k, n_items)
     if k == 0:
         return torch.zeros((batch, 0), dtype=torch.int64, device=scores.device)
-    s = scores if scores.is_floating_point() else scores.double()
-    s = s.detach()
+    s = (scores if scores.is_floating_point() else scores.double()).detach()
     if exclude is not None:
         rows, cols = _excluded_coords(exclude, tuple(scores.shape))
         index = (torch.from_numpy(rows).to(s.device), torch.from_numpy(cols).to(s.device))
-        s = s.index_put(index, torch.tensor(float("-inf"), dtype=s.dtype, device=s.device))
-    if torch.isnan(s).any():
-        raise ValueError("scores contain NaN; the model has probably diverged")
-    # torch.topk leaves the order of ties unspecified (and CPU and CUDA differ), so it is used
-    # only for the k-th value; the selection itself is made by comparison, as in numpy.
-    kth = torch.topk(s, k, dim=1).values[:, -1:]
-    chosen = _choose(s > kth, s == kth, k)
-    cols = torch.nonzero(chosen)[:, 1].view(batch, k)
-    order = torch.sort(s.gather(1, cols), dim=1, descending=True, stable=True).indices
-    return cols.gather(1, order)
+        minus_inf = torch.tensor(float("-inf"), dtype=s.dtype, device=s.device)
+        # A view (an expanded or sliced tensor) shares memory with the caller's data, and a
+        # tensor in an autograd graph may be needed by backward: both are copied.
+        if overwrite and scores._base is None and not scores.requires_grad:
+            s.index_put_(index, minus_inf)
+        else:
+            s = s.index_put(index, minus_inf)
+    # One value past the k-th tells whether the top-k set is unique; torch.topk sorts NaN first.
+    values, idx = torch.topk(s, min(k + 1, n_items), dim=1)
+    if torch.isnan(values[:, 0]).any():
+        raise ValueError(_NAN_MESSAGE)
+    idx = idx[:, :k]
+    if k < n_items:
+        # torch.topk picks among items tied with the k-th value in an unspecified order (CPU and
+        # CUDA differ); only those rare rows are redone by comparison, lowest index first.
+        ambiguous = torch.nonzero(values[:, k - 1] == values[:, k])[:, 0]
+        if len(ambiguous):
+            sub = s[ambiguous]
+            kth = values[ambiguous, k - 1 : k]
+            chosen = _choose(sub > kth, sub == kth, k)
+            idx = idx.clone()
+            idx[ambiguous] = torch.nonzero(chosen)[:, 1].view(-1, k)
+    return _order(s, idx.sort(dim=1).values)
+
+
+def _order(s, cols):
+    """Sort ``cols`` (ascending in each row) by descending score; a stable sort keeps ties in index
+    order. Works on numpy arrays and torch tensors alike."""
+    if isinstance(s, torch.Tensor):
+        order = torch.sort(s.gather(1, cols), dim=1, descending=True, stable=True).indices
+        return cols.gather(1, order)
+    order = np.argsort(-np.take_along_axis(s, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1).astype(np.int64)
 
 
 def _choose(above, tied, k: int):
@@ -164,8 +202,7 @@ def recall_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.nda
     numpy.ndarray
         ``(batch,)`` float64; NaN for users without targets.
     """
-    hits, n_relevant = _hits(topk, targets)
-    return _divide(hits.sum(1), n_relevant)
+    return _recall(*_hits(topk, targets))
 
 
 def truncated_recall_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
@@ -173,8 +210,7 @@ def truncated_recall_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix)
 
     Parameters and return value are those of :func:`recall_at_k`.
     """
-    hits, n_relevant = _hits(topk, targets)
-    return _divide(hits.sum(1), np.minimum(hits.shape[1], n_relevant))
+    return _truncated_recall(*_hits(topk, targets))
 
 
 def ndcg_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
@@ -183,8 +219,16 @@ def ndcg_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarr
     The ideal DCG sums the discounts of the first min(number of targets, K) ranks.
     Parameters and return value are those of :func:`recall_at_k`.
     """
-    hits, n_relevant = _hits(topk, targets)
-    return _ndcg(hits, n_relevant)
+    return _ndcg(*_hits(topk, targets))
+
+
+# The three metrics from the ``(batch, K)`` relevance of the top K and the targets per user.
+def _recall(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return _divide(hits.sum(1), n_relevant)
+
+
+def _truncated_recall(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return _divide(hits.sum(1), np.minimum(hits.shape[1], n_relevant))
 
 
 def _ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
@@ -280,7 +324,9 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred, np.float64)
     truth = np.asarray(truth, np.float64)
     if pred.ndim != 1 or truth.ndim != 1 or pred.shape != truth.shape:
-        raise ValueError(f"pred and truth must be 1-D of equal length, got {pred.shape} and {truth.shape}")
+        raise ValueError(
+            f"pred and truth must be 1-D of equal length, got {pred.shape} and {truth.shape}"
+        )
     if len(pred) == 0:
         raise ValueError("pred and truth are empty; there is nothing to score")
     return pred, truth

@@ -209,12 +209,18 @@ def train_run(
     model.save(run_dir / "model")
     history = getattr(model, "history_", [])
     write_json(run_dir / "history.json", history)
+    from aerec.plots import write_history_plot  # history.png; nothing without matplotlib
+
+    write_history_plot(run_dir, history, f"{spec['model']} ({run_dir.name})",
+                       getattr(model, "best_epoch_", None))
     metrics = evaluate_model(model, split.test)
     train_secs = [h.get("train_seconds", h.get("seconds", 0.0)) for h in history]
+    # A closed-form model (EASE, popularity) counts as one epoch that took the whole fit.
+    closed_form = not history and not _is_torch(model)
     metrics.update({
-        "epochs": len(history),
+        "epochs": 1 if closed_form else len(history),
         "best_epoch": getattr(model, "best_epoch_", None),
-        "seconds_per_epoch": float(np.mean(train_secs)) if train_secs else 0.0,
+        "seconds_per_epoch": total if closed_form else float(np.mean(train_secs)) if train_secs else 0.0,
         "total_seconds": total,
         "peak_rss_mb": peak_rss_mb(),
     })
@@ -276,3 +282,9 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
+
+
+# Split kinds of rating prediction (u1..u5, ua, ub, random, time).
+from aerec.data import explicit_splits as _explicit_splits  # noqa: E402
+
+_explicit_splits.register(SPLIT_KINDS)

@@ -19,6 +19,11 @@ COMMAND_MODULES = [
     "aerec.cli.train",
     "aerec.cli.evaluate",
     "aerec.cli.recommend",
+    "aerec.cli.data",
+    "aerec.cli.bench",
+    "aerec.cli.tune",
+    "aerec.cli.report",
+    "aerec.cli.serve",
 ]
 
 

@@ -4,6 +4,10 @@ Every reader returns an :class:`~aerec.data.interactions.Interactions` whose raw
 Delimited text is parsed by pandas' C parser with explicit dtypes, so that ML-20M's 20 million rows
 load in seconds. Only when that fails (or leaves a hole) is the file scanned again line by line, to
 report the first bad line as an editor numbers it (the header is line 1), with the field.
+
+A (user, item) pair that occurs more than once keeps its latest interaction (by timestamp, else
+the last line) and a :class:`~aerec.data.preprocess.DuplicateInteractionsWarning` says how many
+were dropped and in which file.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import csv
 import io
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +28,9 @@ from aerec.data.preprocess import drop_duplicates
 from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
 
 __all__ = [
+    "FILE_FORMATS",
     "TITLE_FILES",
+    "read_file",
     "read_item_titles",
     "read_lightgcn",
     "read_ml100k",
@@ -34,11 +40,15 @@ __all__ = [
 ]
 
 # What pandas' C parser accepts, written strictly, so that the line scan never passes a value
-# that pandas rejected (Python's int() and float() also take "1_000", "inf" and "nan").
-_INT = re.compile(r"[+-]?\d+")
+# that pandas rejected (Python's int() and float() also take "1_000", "inf" and "nan"). Like
+# pandas, an integer column takes integral decimals such as "4.0".
+_INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 _FORMAT_SEPARATORS = {"csv": ",", "tsv": "\t"}
+
+# Integer ids below this are encoded through a lookup table of this many entries at most (144 MB).
+_DENSE_ID_LIMIT = 2**24
 
 
 @dataclass(frozen=True)
@@ -214,7 +224,9 @@ def read_table(
         raise ConfigError(f"sep must be one character, got {sep!r}")
     columns = _header_columns(path, sep, "utf-8")
     _check_columns(path, fields, columns)
-    return _read_delimited(_Delimited(path, sep, columns, header=True, fields=fields, int_ids=False))
+    return _read_delimited(
+        _Delimited(path, sep, columns, header=True, fields=fields, int_ids=False)
+    )
 
 
 def read_lightgcn(
@@ -265,6 +277,125 @@ def read_lightgcn(
     )
 
 
+# -- any file by format name ---------------------------------------------------------------------
+def _table_reader(file_format: str) -> Callable[..., Interactions]:
+    def read(path: Path, **options) -> Interactions:
+        return read_table(path, file_format=file_format,
+                          **_table_options(path, file_format, options))
+
+    return read
+
+
+#: Readers by format name, for :func:`read_file` and the ``--format`` option of ``aerec train``
+#: (which also takes ``"auto"``, to guess from the file's name).
+FILE_FORMATS: dict[str, Callable[..., Interactions]] = {
+    "ml-100k": read_ml100k,
+    "dat": read_ratings_dat,
+    "ratings-csv": read_ratings_csv,
+    "csv": _table_reader("csv"),
+    "tsv": _table_reader("tsv"),
+    "parquet": _table_reader("parquet"),
+    "lightgcn": read_lightgcn,
+}
+
+_ML100K_FILE = re.compile(r"u[0-9ab]?\.(?:data|base|test)")
+_TABLE_OPTIONS = {"user_col", "item_col", "rating_col", "timestamp_col", "sep"}
+_FORMAT_OPTIONS = {"csv": _TABLE_OPTIONS, "tsv": _TABLE_OPTIONS, "parquet": _TABLE_OPTIONS,
+                   "lightgcn": {"user_ids", "item_ids"}}
+_MOVIELENS_HEADER = ("userId", "movieId", "rating", "timestamp")
+
+
+def read_file(path: str | Path, file_format: str = "auto", **options) -> Interactions:
+    """Read a file in a named format, or in the one its name implies.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    file_format : str
+        A key of :data:`FILE_FORMATS`, or ``"auto"`` to go by the name: ``u.data`` /
+        ``u1.base`` / ``ua.test`` ... are ml-100k, ``.dat`` is ``::``-separated, ``.txt`` is
+        lightgcn, and ``.csv`` / ``.tsv`` / ``.parquet`` are tables (a ``.csv`` whose header is
+        exactly ``userId,movieId,rating,timestamp`` takes the faster ratings-csv reader).
+    **options
+        For tables, the keywords of :func:`read_table` (``user_col``, ``item_col``,
+        ``rating_col``, ``timestamp_col``, ``sep``); without ``user_col`` and ``item_col`` the
+        MovieLens names ``userId`` / ``movieId`` (and ``rating`` / ``timestamp`` when present)
+        are used. For lightgcn, ``user_ids`` and ``item_ids``. Other formats take none.
+
+    Returns
+    -------
+    Interactions
+
+    Raises
+    ------
+    ConfigError
+        If the format is unknown or cannot be guessed, or an option does not apply to it.
+    DataError
+        If the file does not exist.
+    """
+    path = Path(path)
+    if file_format != "auto" and file_format not in FILE_FORMATS:
+        raise ConfigError(
+            f"unknown format {file_format!r}; valid formats: auto, {', '.join(FILE_FORMATS)}"
+        )
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    if file_format == "auto":
+        file_format = _detect_format(path, options)
+    _check_options(options, _FORMAT_OPTIONS.get(file_format, set()), file_format)
+    return FILE_FORMATS[file_format](path, **options)
+
+
+def _detect_format(path: Path, options: dict) -> str:
+    suffix = path.suffix.lower()
+    if _ML100K_FILE.fullmatch(path.name):
+        return "ml-100k"
+    if suffix == ".csv" and not options and _has_movielens_header(path):
+        return "ratings-csv"
+    guesses = {".dat": "dat", ".txt": "lightgcn", ".csv": "csv", ".tsv": "tsv",
+               ".parquet": "parquet"}
+    if suffix not in guesses:
+        raise ConfigError(
+            f"cannot tell the format of {path} from its name; give one of "
+            f"{', '.join(FILE_FORMATS)} (--format)"
+        )
+    return guesses[suffix]
+
+
+def _has_movielens_header(path: Path) -> bool:
+    return _header_columns(path, ",", "utf-8") == _MOVIELENS_HEADER
+
+
+def _table_options(path: Path, file_format: str, options: dict) -> dict:
+    """The options for :func:`read_table`, with MovieLens column names as the default."""
+    if "user_col" in options and "item_col" in options:
+        return options
+    if file_format == "parquet":
+        columns = tuple(_pyarrow_parquet(path).read_schema(path).names)
+    else:
+        sep = options.get("sep") or _FORMAT_SEPARATORS[file_format]
+        columns = _header_columns(path, sep, "utf-8")
+    if "userId" not in columns or "movieId" not in columns:
+        raise ConfigError(
+            f"{path}: name the user and item columns (user_col= and item_col=, or --user-col "
+            f"and --item-col); the columns are: {', '.join(map(repr, columns))}"
+        )
+    defaults = {"user_col": "userId", "item_col": "movieId"}
+    defaults.update({f"{name}_col": name for name in ("rating", "timestamp") if name in columns})
+    return {**defaults, **options}
+
+
+def _check_options(options: dict, allowed: set[str], file_format: str) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        valid = ", ".join(sorted(allowed)) or "none"
+        raise ConfigError(
+            f"option(s) {', '.join(unknown)} do not apply to the {file_format} format "
+            f"(valid: {valid})"
+        )
+
+
 # -- item titles ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TitleFile:
@@ -313,11 +444,26 @@ def read_item_titles(directory: str | Path, dataset_name: str) -> dict[str, str]
         )
     spec = TITLE_FILES[dataset_name]
     path = Path(directory) / spec.name
+    lines = _title_lines(path, spec.encoding)
     if spec.sep == ",":
-        records = csv.reader(_text_lines(path, spec.encoding))
+        records = csv.reader(lines)
         return _titles_from_records(path, ((records.line_num, r) for r in records), header=True)
-    numbered = ((n, line.split(spec.sep)) for n, line in enumerate(_text_lines(path, spec.encoding), 1))
+    numbered = ((n, line.split(spec.sep)) for n, line in enumerate(lines, 1))
     return _titles_from_records(path, numbered, header=False)
+
+
+def _title_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Decoded lines; one not valid in ``encoding`` is read as latin-1 (which takes any byte).
+
+    The encodings of the older releases are documented nowhere, so a wrong guess should cost a
+    few accents in titles rather than the whole load.
+    """
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError:
+                yield raw.decode("latin-1")
 
 
 def _titles_from_records(
@@ -369,8 +515,9 @@ def _parse_with_pandas(spec: _Delimited) -> pd.DataFrame:
         # A first line with too many fields only warns; make it an error like later lines.
         warnings.simplefilter("error", pd.errors.ParserWarning)
         return pd.read_csv(
+            # Our names replace the header's, which _header_columns has already read and cleaned.
             source, sep=sep, engine="c", header=0 if spec.header else None,
-            names=None if spec.header else list(spec.columns), index_col=False, dtype=dtype,
+            names=list(spec.columns), index_col=False, dtype=dtype,
             encoding=spec.encoding, keep_default_na=False, na_values=[""],
         )
 
@@ -391,9 +538,21 @@ def _check_complete(frame: pd.DataFrame, spec: _Delimited) -> None:
 # -- delimited text: the line scan that names the bad line ---------------------------------------
 def _scan_for_bad_line(spec: _Delimited) -> None:
     """Raise a ParseError for the first bad line of ``spec.path``; return if every line is good."""
-    position = {column: k for k, column in enumerate(spec.columns)}
+    try:
+        with open(spec.path, encoding=spec.encoding, newline="") as handle:
+            _scan_lines(spec, handle)
+    except UnicodeDecodeError:
+        # Text mode decodes ahead in blocks and cannot say which line holds the bad byte;
+        # decoding line by line can. It is slower, which matters little on this path.
+        _scan_lines(spec, _text_lines(spec.path, spec.encoding))
+
+
+def _scan_lines(spec: _Delimited, lines: Iterable[str]) -> None:
     n_columns = len(spec.columns)
-    for line, fields in _records(spec):
+    position = {column: k for k, column in enumerate(spec.columns)}
+    checks = [(position[column], field, column, _quick_check(field, spec.int_ids))
+              for field, column in spec.fields.used().items()]
+    for line, fields in _records(lines, spec.sep):
         if line < spec.first_data_line:
             continue
         if len(fields) != n_columns:
@@ -401,24 +560,46 @@ def _scan_for_bad_line(spec: _Delimited) -> None:
                 f"expected {n_columns} fields separated by {spec.sep!r}, found {len(fields)}",
                 path=spec.path, line=line,
             )
-        for field, column in spec.fields.used().items():
-            problem = _value_problem(field, fields[position[column]].strip(), spec.int_ids)
-            if problem:
-                raise ParseError(problem, path=spec.path, line=line, field=column)
+        for k, field, column, looks_good in checks:
+            # A cheap test passes nearly every good value; the rest get the exact check.
+            if not looks_good(fields[k]):
+                problem = _value_problem(field, fields[k].strip(), spec.int_ids)
+                if problem:
+                    raise ParseError(problem, path=spec.path, line=line, field=column)
 
 
-def _records(spec: _Delimited) -> Iterator[tuple[int, list[str]]]:
+def _records(lines: Iterable[str], sep: str) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of each non-blank line, quoting handled as pandas does."""
-    lines = _text_lines(spec.path, spec.encoding)
-    if len(spec.sep) > 1:
+    if len(sep) > 1:
         for number, line in enumerate(lines, 1):
             if line.strip():
-                yield number, line.rstrip("\r\n").split(spec.sep)
+                yield number, line.rstrip("\r\n").split(sep)
         return
-    reader = csv.reader(lines, delimiter=spec.sep)
+    reader = csv.reader(lines, delimiter=sep)
     for fields in reader:
         if fields:
             yield reader.line_num, fields
+
+
+def _quick_check(field: str, int_ids: bool) -> Callable[[str], bool]:
+    """A test that plain good values of ``field`` pass, several times faster than a regex."""
+    if field == "rating":
+        return _plain_decimal
+    if field == "timestamp" or int_ids:
+        return _plain_integer
+    return _non_blank
+
+
+def _plain_integer(text: str) -> bool:
+    return text.isdigit() and text.isascii()
+
+
+def _plain_decimal(text: str) -> bool:
+    return text.replace(".", "", 1).isdigit() and text.isascii()
+
+
+def _non_blank(text: str) -> bool:
+    return bool(text) and not text.isspace()
 
 
 def _text_lines(path: Path, encoding: str) -> Iterator[str]:
@@ -428,7 +609,9 @@ def _text_lines(path: Path, encoding: str) -> Iterator[str]:
             try:
                 yield raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                raise ParseError(f"not valid {encoding} ({exc.reason})", path=path, line=number) from exc
+                raise ParseError(
+                    f"not valid {encoding} ({exc.reason})", path=path, line=number
+                ) from exc
 
 
 def _value_problem(field: str, text: str, int_ids: bool) -> str | None:
@@ -450,7 +633,8 @@ def _header_columns(path: Path, sep: str, encoding: str) -> tuple[str, ...]:
     header = next(csv.reader(_text_lines(path, encoding), delimiter=sep), None)
     if not header or not any(h.strip() for h in header):
         raise EmptyDataError("the file is empty (no header line)", path=path, line=1)
-    return tuple(h.strip() for h in header)
+    # Spreadsheet exports often start with a byte-order mark, which is not part of the name.
+    return tuple(h.strip().lstrip("\ufeff") for h in header)
 
 
 def _check_columns(path: Path, fields: _Fields, columns: tuple[str, ...] | list[str]) -> None:
@@ -469,7 +653,8 @@ def _guess_format(path: Path, file_format: str | None) -> str:
         file_format = path.suffix.lower().lstrip(".")
         if file_format not in known:
             raise ConfigError(
-                f"cannot tell the format of {path} from its suffix; pass file_format= one of {known}"
+                f"cannot tell the format of {path} from its suffix; "
+                f"pass file_format= one of {known}"
             )
     if file_format not in known:
         raise ConfigError(f"unknown file_format {file_format!r}; expected one of {known}")
@@ -477,13 +662,19 @@ def _guess_format(path: Path, file_format: str | None) -> str:
 
 
 # -- parquet -------------------------------------------------------------------------------------
-def _read_parquet(path: Path, fields: _Fields) -> Interactions:
+def _pyarrow_parquet(path: Path):
+    """``pyarrow.parquet``, or an ImportError that says how to install it."""
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ImportError(
             f"reading {path} needs pyarrow, an optional dependency: pip install aerec[parquet]"
         ) from exc
+    return pq
+
+
+def _read_parquet(path: Path, fields: _Fields) -> Interactions:
+    pq = _pyarrow_parquet(path)
     _check_columns(path, fields, pq.read_schema(path).names)
     used = fields.used()
     frame = pq.read_table(path, columns=list(dict.fromkeys(used.values()))).to_pandas()
@@ -547,16 +738,27 @@ def _build(
 
 def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, vocabulary)``: the vocabulary as strings, sorted numerically when it can be."""
+    if ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0):
+        ids = ids.astype(np.int64)  # integer ids stored as floats, as in a column with gaps
     if ids.dtype.kind in "iu":
-        # Hashing then sorting the few unique ids is much faster than sorting all of them.
-        codes, uniques = pd.factorize(ids, sort=True)
-        return codes.astype(np.int64), uniques.astype(str)
+        return _encode_integers(ids)
     codes, uniques = pd.factorize(ids)
     uniques = np.asarray(uniques, dtype=str)
     order = _vocabulary_order(uniques)
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
     return rank[codes], uniques[order]
+
+
+def _encode_integers(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(ids) and ids.min() >= 0 and ids.max() < _DENSE_ID_LIMIT:
+        # Small non-negative ids (all MovieLens releases): a lookup table, no hashing or sorting.
+        present = np.zeros(int(ids.max()) + 1, bool)
+        present[ids] = True
+        code_of = np.cumsum(present, dtype=np.int64) - 1
+        return code_of[ids], np.flatnonzero(present).astype(str)
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes.astype(np.int64), uniques.astype(str)
 
 
 def _vocabulary_order(ids: np.ndarray) -> np.ndarray:

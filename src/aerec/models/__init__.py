@@ -5,11 +5,24 @@ from __future__ import annotations
 from aerec.errors import ConfigError
 from aerec.models.base import Recommender
 from aerec.models.vae import MultDAE, MultVAE
+from aerec.models.ease import EASE
+from aerec.models.popularity import Popularity
+from aerec.models.recvae import RecVAE
+from aerec.models.autorec import IAutoRec, UAutoRec
+from aerec.models.deep_ae import DeepAutoencoder
+from aerec.models.mf import BiasedMF
 
 #: Every model the CLI and the persistence layer know, by name.
 REGISTRY: dict[str, type[Recommender]] = {
     MultVAE.name: MultVAE,
     MultDAE.name: MultDAE,
+    EASE.name: EASE,
+    RecVAE.name: RecVAE,
+    Popularity.name: Popularity,
+    IAutoRec.name: IAutoRec,
+    UAutoRec.name: UAutoRec,
+    DeepAutoencoder.name: DeepAutoencoder,
+    BiasedMF.name: BiasedMF,
 }
 
 
@@ -23,4 +36,5 @@ def get_model_class(name: str) -> type[Recommender]:
         ) from None
 
 
-__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "get_model_class"]
+__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "RecVAE", "Popularity",
+           "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "get_model_class"]

@@ -83,12 +83,13 @@ class AutoencoderNet(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder: latent codes to item logits."""
+        return torch.addmm(self.biases[-1], self.decode_hidden(z), self.weights[-1])
+
+    def decode_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder up to the input of its last layer (``z`` itself when it has one layer)."""
         h = z
-        n_layers = len(self.weights)
-        for i in range(self.latent_index, n_layers):
-            h = torch.addmm(self.biases[i], h, self.weights[i])
-            if i < n_layers - 1:
-                h = torch.tanh(h)
+        for i in range(self.latent_index, len(self.weights) - 1):
+            h = torch.tanh(torch.addmm(self.biases[i], h, self.weights[i]))
         return h
 
     def weight_norm_sq(self) -> torch.Tensor:
@@ -196,6 +197,18 @@ class MultVAE(_MultAutoencoder):
     Config = MultVAEConfig
     variational = True
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Hyperparameters an Optuna ``trial`` suggests for ``aerec tune``."""
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.8),
+            "anneal_cap": trial.suggest_float("anneal_cap", 0.0, 1.0),
+            "anneal_epochs": trial.suggest_float("anneal_epochs", 1.0, 100.0, log=True),
+            "latent": trial.suggest_categorical("latent", [50, 100, 200, 400]),
+            "hidden": trial.suggest_categorical("hidden", ["300", "600", "600,300"]),
+        }
+
     def anneal_steps(self, n_users: int) -> int:
         """Updates over which beta grows from 0 to 1 (then capped at ``anneal_cap``)."""
         cfg = self.config
@@ -237,6 +250,16 @@ class MultDAE(_MultAutoencoder):
     name = "mult-dae"
     Config = MultDAEConfig
     variational = False
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Hyperparameters an Optuna ``trial`` suggests for ``aerec tune``."""
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.8),
+            "lam": trial.suggest_float("lam", 1e-5, 1.0, log=True),
+            "latent": trial.suggest_categorical("latent", [100, 200, 400, 600]),
+        }
 
     def _loss(self, state: TrainState, batch: SparseBatch):
         module = state.module

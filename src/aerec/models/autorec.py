@@ -1,0 +1,302 @@
+"""AutoRec: Sedhain, Menon, Sanner & Xie, "AutoRec: Autoencoders Meet Collaborative Filtering",
+WWW 2015 (companion volume).
+
+The model, as in the paper: each sample is one partially observed vector of ratings ``r`` (an
+item's ratings by every user for I-AutoRec, a user's ratings of every item for U-AutoRec), and::
+
+    h(r) = f(W . g(V r + mu) + b)
+
+with ``g`` the hidden activation (sigmoid by default, 500 units) and ``f`` the identity, the pair the
+paper finds best. The objective counts only observed ratings and adds L2 weight decay on the two
+weight matrices::
+
+    sum over observed (r - h(r))^2  +  lam / 2 * (||W||_F^2 + ||V||_F^2)
+
+and the prediction of user ``u`` for item ``i`` is ``h(r_i)_u`` (I-AutoRec) or ``h(r_u)_i``
+(U-AutoRec). Missing input entries are zeros (the ratings start at 0.5 or 1, so zero means
+"unobserved").
+
+Optimisation: the paper uses resilient propagation (RProp) or L-BFGS on full batches. Here Adam on
+mini-batches is the default (it reaches the same error faster on one CPU); ``optimizer="rprop"``
+with ``batch_size`` at least the number of samples is the paper's full-batch RProp. Each batch's
+loss is ``(squared error of the batch + lam / 2 * (batch / samples) * (||W||^2 + ||V||^2))`` divided
+by the expected number of ratings in the batch, so one epoch's losses add up to the paper's
+objective divided by the number of ratings, and the logged ``mse`` is the training MSE.
+
+Fold-in (users the model was not trained on)
+--------------------------------------------
+* U-AutoRec scores any user from their ratings alone: one forward pass; a new user and a training
+  user with the same ratings get the same predictions.
+* I-AutoRec has a weight column (encoder) and a weight row plus bias (decoder) per *training user*,
+  so a new user has no coordinate. The strategy used: keep the item codes ``g(V r_i + mu)`` of the
+  training data fixed and give the new user the decoder row ``w`` and bias ``c`` that minimise the
+  AutoRec objective restricted to them, ``sum_{i rated} (r_ui - w . code_i - c)^2 + lam / 2
+  ||w||^2`` (a ridge regression, solved in closed form). Why: it is the user-specific part of the
+  very objective the training users' rows were fitted by (at a stationary point of training, a
+  training user's own row is exactly this solution), it needs no retraining and costs one small
+  linear solve per user. The new user's ratings do not enter the item codes (there is no encoder
+  column for them). Training users are recognised by id when the histories come with ids
+  (:meth:`~aerec.models.explicit.ExplicitModel.evaluate_ratings`, :meth:`predict` with an
+  ``Interactions``): they are scored through their own output coordinate, with their shown
+  history replacing their training ratings in the item vectors, as the paper evaluates.
+  :meth:`score_tensor` and ``recommend`` receive bare histories and treat every row as new.
+
+Deviations from the paper: Adam by default (RProp selectable, L-BFGS not offered); the fallback
+for items without training ratings and for users without ratings is the training mean (the paper:
+3); the epoch kept is the one with the lowest validation RMSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from aerec.data.interactions import Interactions
+from aerec.models.explicit import ExplicitModel, activation, masked_squared_error, ridge_fold_in
+from aerec.models.sparse import SparseBatch
+from aerec.models.torch_base import TorchRecommender, TrainState
+
+Activation = Literal["sigmoid", "identity", "tanh", "relu", "elu", "selu"]
+
+
+class AutoRecNet(nn.Module):
+    """``h(r) = W . g(V r + mu) + b`` on sparse input vectors of length ``n_inputs``: maths only."""
+
+    def __init__(self, n_inputs: int, hidden: int, hidden_activation: str,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.hidden_activation = hidden_activation
+        self.encoder = nn.Parameter(torch.empty(n_inputs, hidden))
+        self.encoder_bias = nn.Parameter(torch.zeros(hidden))
+        self.decoder = nn.Parameter(torch.empty(hidden, n_inputs))
+        self.decoder_bias = nn.Parameter(torch.zeros(n_inputs))
+        nn.init.xavier_uniform_(self.encoder, generator=generator)
+        nn.init.xavier_uniform_(self.decoder, generator=generator)
+
+    def encode(self, batch: SparseBatch) -> torch.Tensor:
+        """Codes ``g(V r + mu)`` of the batch's rating vectors (batch x hidden)."""
+        pre = batch.matmul(batch.values, self.encoder) + self.encoder_bias
+        return activation(self.hidden_activation)(pre)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Reconstructions ``W code + b`` (batch x n_inputs)."""
+        return torch.addmm(self.decoder_bias, codes, self.decoder)
+
+    def forward(self, batch: SparseBatch) -> torch.Tensor:
+        return self.decode(self.encode(batch))
+
+    def weight_norm_sq(self) -> torch.Tensor:
+        """``||W||_F^2 + ||V||_F^2`` (biases are not penalised, as in the paper)."""
+        return (self.encoder * self.encoder).sum() + (self.decoder * self.decoder).sum()
+
+
+@dataclass(frozen=True)
+class AutoRecConfig:
+    """Hyperparameters of AutoRec (defaults: the paper's architecture, Adam settings tuned on
+    validation RMSE of ML-100K).
+
+    Parameters
+    ----------
+    hidden : int
+        Hidden units (the paper: 500).
+    activation : str
+        Hidden activation ``g``: sigmoid (the paper's best), identity, tanh, relu, elu, selu.
+    lam : float
+        L2 weight decay lambda of the objective ``SSE + lam / 2 (||W||^2 + ||V||^2)``.
+    optimizer : str
+        ``adam`` or ``rprop`` (the paper's; use full batches).
+    lr : float
+        Learning rate (Adam's step size, RProp's initial step).
+    batch_size : int
+        Samples (items for I-AutoRec, users for U-AutoRec) per update.
+    epochs : int
+        Passes over the samples; the epoch with the lowest validation RMSE is kept.
+    """
+
+    hidden: int = 500
+    activation: Activation = "sigmoid"
+    lam: float = 1.0
+    optimizer: Literal["adam", "rprop"] = "adam"
+    lr: float = 1e-3
+    batch_size: int = 256
+    epochs: int = 200
+    seed: int = 98765
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.batch_size < 1 or self.epochs < 0:
+            raise ValueError("hidden and batch_size must be positive, epochs not negative")
+        if self.lam < 0 or self.lr <= 0:
+            raise ValueError("lam must not be negative and lr must be positive")
+
+
+class _AutoRec(ExplicitModel, TorchRecommender):
+    Config = AutoRecConfig
+
+    def _build(self, n_inputs: int, generator: torch.Generator) -> nn.Module:
+        cfg = self.config
+        return AutoRecNet(n_inputs, cfg.hidden, cfg.activation, generator)
+
+    def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.config
+        if cfg.optimizer == "rprop":
+            return {"rprop": torch.optim.Rprop(module.parameters(), lr=cfg.lr)}
+        return {"adam": torch.optim.Adam(module.parameters(), lr=cfg.lr)}
+
+    def _fit_samples(self, samples: sp.csr_matrix, validation: Any, **kwargs: Any) -> None:
+        """Train on ``samples`` (one rating vector per row)."""
+        self.n_samples_ = samples.shape[0]
+        self.ratings_per_sample_ = samples.nnz / max(samples.shape[0], 1)
+        TorchRecommender._fit(self, samples, validation, **kwargs)
+
+    def _loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        module = state.module
+        sse = masked_squared_error(module(batch), batch)
+        share = batch.n_rows / self.n_samples_
+        penalty = 0.5 * self.config.lam * share * module.weight_norm_sq()
+        loss = (sse + penalty) / (self.ratings_per_sample_ * batch.n_rows)
+        n_obs = max(batch.values.numel(), 1)
+        return loss, {"loss": loss.item(), "mse": sse.item() / n_obs}
+
+
+class UAutoRec(_AutoRec):
+    """User-based AutoRec (U-AutoRec): each user's vector of item ratings is one sample.
+
+    See the module docstring for the model and its objective; hyperparameters are the fields of
+    :class:`AutoRecConfig`. A user is scored from their ratings alone, so new users fold in
+    without retraining.
+    """
+
+    name = "u-autorec"
+
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+        self._fit_samples(matrix, validation, **kwargs)
+
+    def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
+        return module(batch)
+
+
+class IAutoRec(_AutoRec):
+    """Item-based AutoRec (I-AutoRec): each item's vector of user ratings is one sample.
+
+    See the module docstring for the model, its objective and how a new user is folded in (a
+    closed-form ridge fit of the user's decoder row on the fixed item codes). The training ratings
+    are kept with the model (``train_matrix_``): they are the input of every prediction.
+    """
+
+    name = "i-autorec"
+    uses_user_ids = True
+
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+        self.train_matrix_ = _canonical(matrix)
+        self._fit_samples(_canonical(matrix.T.tocsr()), validation, **kwargs)
+
+    def _build(self, n_inputs: int, generator: torch.Generator) -> nn.Module:
+        # The input of I-AutoRec is a vector over the training users, whatever the caller passes
+        # (the shared loader passes the number of items).
+        return super()._build(self.train_matrix_.shape[0], generator)
+
+    # -- scoring ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def item_codes(self, user_items: sp.csr_matrix | None = None) -> torch.Tensor:
+        """Codes ``g(V r_i + mu)`` of every item (items x hidden) from the training ratings, or from
+        ``user_items`` (all users, training order) when given."""
+        matrix = self.train_matrix_ if user_items is None else user_items
+        items = _canonical(matrix.T.tocsr())
+        parts = [self.module_.encode(SparseBatch.from_csr(items[s:s + 4096], self.device_))
+                 for s in range(0, items.shape[0], 4096)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.config.hidden)
+
+    @torch.no_grad()
+    def fold_in(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder rows ``w`` (b x hidden) and biases ``c`` (b,) of new users (ridge fold-in).
+
+        Minimises ``sum_{i rated} (r_ui - w . code_i - c)^2 + lam / 2 ||w||^2`` over each row of
+        ``user_items`` with the training item codes fixed; ratings of items without training
+        ratings are left out (their codes carry no information).
+        """
+        user_items = self._check_batch(user_items)
+        known = self.item_counts_ > 0
+        history = user_items.multiply(known[None, :].astype(np.float32)).tocsr()
+        history.eliminate_zeros()
+        return ridge_fold_in(self.item_codes(), history, 0.5 * self.config.lam, 0.0)
+
+    @torch.no_grad()
+    def _score(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        w, c = self.fold_in(user_items)
+        codes = self.item_codes().double()
+        return (w @ codes.T + c[:, None]).float()
+
+    def _predict_entries(self, fold_in: Interactions | sp.csr_matrix, rows: np.ndarray,
+                         cols: np.ndarray) -> np.ndarray:
+        matrix = fold_in.matrix if isinstance(fold_in, Interactions) else sp.csr_matrix(fold_in)
+        train_rows = self._training_rows(fold_in)
+        known = train_rows[rows] >= 0
+        pred = np.empty(len(rows), np.float64)
+        if (~known).any():
+            pred[~known] = super()._predict_entries(matrix, rows[~known], cols[~known])
+        if known.any():
+            inputs = self._inputs_with(matrix, train_rows)
+            pred[known] = self._network_entries(inputs, train_rows[rows[known]], cols[known])
+        return self._apply_fallback_entries(pred, matrix, rows, cols)
+
+    def _inputs_with(self, matrix: sp.csr_matrix, train_rows: np.ndarray) -> sp.csr_matrix:
+        """The training ratings with each known user's row replaced by their shown history."""
+        n_train = self.train_matrix_.shape[0]
+        mine = np.flatnonzero(train_rows >= 0)
+        keep = np.ones(n_train, np.float32)
+        keep[train_rows[mine]] = 0.0
+        moved = sp.csr_matrix(
+            (np.ones(len(mine), np.float32), (train_rows[mine], mine)), shape=(n_train, matrix.shape[0])
+        )
+        inputs = sp.diags(keep) @ self.train_matrix_ + moved @ matrix.astype(np.float32)
+        return _canonical(inputs.tocsr())
+
+    @torch.no_grad()
+    def _network_entries(self, inputs: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``h(r_i)_u`` at the entries (users[j], items[j]), with item vectors from ``inputs``."""
+        self.module_.eval()
+        by_item = _canonical(inputs.T.tocsr())
+        wanted, local = np.unique(items, return_inverse=True)
+        out = np.empty(len(items), np.float64)
+        step = max(1, self.predict_batch_size)
+        for start in range(0, len(wanted), step):
+            part = wanted[start:start + step]
+            rec = self.module_(SparseBatch.from_csr(by_item[part], self.device_))
+            here = (local >= start) & (local < start + len(part))
+            at = (torch.from_numpy(local[here] - start).to(rec.device),
+                  torch.from_numpy(users[here]).to(rec.device))
+            out[here] = rec[at].double().cpu().numpy()
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        state = super()._get_state()
+        m = self.train_matrix_
+        state["train_matrix"] = {
+            "indptr": torch.from_numpy(m.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(m.indices.astype(np.int64)),
+            "data": torch.from_numpy(m.data.astype(np.float32)),
+            "shape": [int(s) for s in m.shape],
+        }
+        return state
+
+    def _set_state(self, state: dict[str, Any], device: str) -> None:
+        tm = state["train_matrix"]
+        self.train_matrix_ = sp.csr_matrix(
+            (tm["data"].numpy(), tm["indices"].numpy().astype(np.int32), tm["indptr"].numpy()),
+            shape=tuple(tm["shape"]),
+        )
+        super()._set_state(state, device)
+
+
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = matrix.tocsr().astype(np.float32, copy=False)
+    if not matrix.has_sorted_indices:
+        matrix = matrix.sorted_indices()
+    return matrix
