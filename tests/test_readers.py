@@ -22,6 +22,7 @@ from aerec.data.readers import (
     read_table,
 )
 from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
+from aerec.extras import MissingExtraError
 
 CSV_HEADER = "userId,movieId,rating,timestamp\n"
 
@@ -124,7 +125,7 @@ def test_read_table_parquet_integral_float_ids_and_bad_values(tmp_path):
 def test_read_table_parquet_without_pyarrow(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(ImportError, match=r"pip install aerec\[parquet\]"):
+    with pytest.raises(MissingExtraError, match=r"pip install 'aerec\[parquet\]'"):
         read_table(tmp_path / "t.parquet", user_col="u", item_col="i")
 
 

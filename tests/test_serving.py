@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 with warnings.catch_warnings():  # starlette's notice that its test client will move to httpx2
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
 import aerec
@@ -304,11 +304,12 @@ def test_missing_extra_names_it(monkeypatch, run_dir):
         create_app(run_dir)
 
 
-def test_serve_command_refuses_a_missing_run(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "aerec.cli", "serve", str(tmp_path / "none")],
-                         capture_output=True, text=True)
-    assert out.returncode == 2
-    assert "no such run directory" in out.stderr and "Traceback" not in out.stderr
+def test_serve_command_refuses_a_missing_run(tmp_path, capsys):
+    from aerec.cli import main
+
+    assert main(["serve", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "no such run directory" in err and "Traceback" not in err
 
 
 def _free_port() -> int:
@@ -319,7 +320,7 @@ def _free_port() -> int:
 
 def test_serve_command_answers_over_http(run_dir):
     port = _free_port()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "aerec.cli", "serve", str(run_dir),
                              "--port", str(port), "--log-level", "warning"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)

@@ -138,8 +138,8 @@ def plot_comparison(summaries: Sequence[RunSummary], metric: str, path: str | Pa
         positions = list(range(len(rows)))[::-1]  # first run on top
         ax.barh(positions, values, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
         ax.set_yticks(positions, labels)
-        for y, v in zip(positions, values):
-            ax.text(v, y, f" {v:.4f}", va="center", ha="left", fontsize="small")
+        for y, v, e in zip(positions, values, errors):
+            ax.text(v + e, y, f"  {v:.4f}", va="center", ha="left", fontsize="small")
         ax.margins(x=0.15)
     else:
         ax.text(0.5, 0.5, f"no run has {metric}", ha="center", va="center")

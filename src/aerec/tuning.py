@@ -152,13 +152,14 @@ def _finite(value: Any) -> bool:
 
 # -- the study ------------------------------------------------------------------------------------
 def run_study(model_cls: type[Recommender], train: Any, validation: HeldOut, *, n_trials: int,
-              storage: str, study_name: str, fixed: dict[str, Any] | None = None,
-              prune: bool = True, seed: int = 0,
+              storage: str | None, study_name: str, fixed: dict[str, Any] | None = None,
+              prune: bool = True, seed: int = 0, pruner: Any = None,
               callbacks: tuple[Callable[[Any, Any], None], ...] = ()) -> Any:
     """Create or resume a study and run it until it has ``n_trials`` finished trials.
 
     Finished means complete or pruned. Trials left running by a process that no longer exists
-    (a killed run) are marked failed and their parameters queued again.
+    (a killed run) are marked failed and their parameters queued again. ``storage`` is an Optuna
+    storage URL (``None``: in memory, not resumable); ``pruner`` replaces the median pruner.
 
     Returns
     -------
@@ -171,8 +172,8 @@ def run_study(model_cls: type[Recommender], train: Any, validation: HeldOut, *, 
     store = optuna.storages.get_storage(storage)
     study = optuna.create_study(
         study_name=study_name, storage=store, direction=direction, load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
-                                           n_warmup_steps=PRUNER_WARMUP_EPOCHS),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
+                                                     n_warmup_steps=PRUNER_WARMUP_EPOCHS),
     )
     _recover_abandoned(study, store)
     # A fresh sampler seed per session: a resumed study must not replay the first random draws.

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most concurrent requests scored together (default 64)")
     p.add_argument("--max-wait-ms", type=float, default=2.0,
                    help="most milliseconds a request waits to share a batch (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch threads for scoring (default 1: the event loop keeps a core; "
+                   "0 leaves PyTorch's default)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     p.set_defaults(handler=run)
 
@@ -33,8 +36,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise ConfigError("--max-batch must be at least 1 and --max-wait-ms not negative")
+    if args.threads < 0:
+        raise ConfigError("--threads must be 0 (PyTorch's default) or more")
     uvicorn = require("uvicorn", "serve", "aerec serve")
     from aerec.serving import create_app
+
+    if args.threads:
+        import torch
+
+        # This process only serves: one scoring thread measured 20% less CPU per request than
+        # two on a 2-core machine, whose other core parses HTTP and runs the event loop.
+        torch.set_num_threads(args.threads)
 
     app = create_app(args.run_dir, device=args.device, max_batch=args.max_batch,
                      max_wait_ms=args.max_wait_ms)

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pre = p.add_argument_group("preprocessing and split")
     pre.add_argument("--min-rating", type=float, default=3.5,
                      help="implicit models keep ratings above this (default 3.5, the paper's)")
-    pre.add_argument("--min-user", type=int, default=5,
-                     help="drop users with fewer interactions (default 5)")
+    pre.add_argument("--min-user", type=int, default=None,
+                     help="drop users with fewer interactions (default 5; 0 for rating models)")
     pre.add_argument("--min-item", type=int, default=0,
                      help="drop items with fewer interactions (default 0)")
     pre.add_argument("--split", default=None,
@@ -46,13 +46,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="held-out users for validation and for test each: a count, or a "
                      f"fraction (default {DEFAULT_HELDOUT_FRACTION}; 10000 for ml-20m)")
     pre.add_argument("--validation-fraction", type=float, default=0.1,
-                     help="given split: share of each user's training items held out for "
-                     "validation (default 0.1)")
+                     help="given and rating splits: share of the training interactions held "
+                     "out for validation (default 0.1)")
+    pre.add_argument("--test-fraction", type=float, default=0.1,
+                     help="random split: share of the ratings held out for test (default 0.1)")
+    pre.add_argument("--cutoff", metavar="DATE",
+                     help="time split: train before DATE (2005-12-01, ISO or Unix seconds), test "
+                     "from it on")
     pre.add_argument("--seed", type=int, default=98765, help="split seed (default 98765)")
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", choices=sorted(REGISTRY), help="model to train")
     mdl.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                      help="set a hyperparameter, e.g. --set epochs=50 (repeatable)")
+    mdl.add_argument("--beta-search", action="store_true",
+                     help="mult-vae: anneal beta to 1 once, pick the beta of the best validation "
+                     "NDCG@100, then train with it (writes beta_search.png / .json)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -81,10 +89,16 @@ def spec_from_args(args: argparse.Namespace) -> dict:
     split: dict = {"kind": kind, "seed": args.seed}
     if kind == "strong":
         split["n_heldout"] = _heldout(args.heldout, args.data)
-    if kind == "given":
+    if kind != "strong":
         split["validation_fraction"] = args.validation_fraction
+    if kind == "random":
+        split["test_fraction"] = args.test_fraction
+    if kind == "time":
+        split["cutoff"] = args.cutoff
+    # Rating models keep every rating unless asked: a count filter would drop test users silently.
+    min_user = args.min_user if args.min_user is not None else (5 if model_cls.implicit else 0)
     preprocess = {"threshold": args.min_rating if model_cls.implicit else None,
-                  "min_user": args.min_user, "min_item": args.min_item}
+                  "min_user": min_user, "min_item": args.min_item}
     return {"model": args.model, "params": params, "data": data, "preprocess": preprocess,
             "split": split}
 
@@ -100,6 +114,12 @@ def _heldout(value: str | None, dataset: str | None) -> int | float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aerec.distributed import launched_by_torchrun, train_cli
+    from aerec.hardware import keep_freed_memory
+
+    keep_freed_memory()  # this command owns its process: reuse freed memory (aerec.hardware)
+    if launched_by_torchrun():
+        return train_cli(args, spec_from_args)
     if args.resume:
         run_dir = Path(args.resume)
         spec = read_run(run_dir)
@@ -108,8 +128,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
         spec = spec_from_args(args)
+        if args.beta_search:
+            from aerec.beta_search import beta_search_cli, check_beta_search
+
+            check_beta_search(spec["model"])
         run_dir = new_run(args.out, spec)
         resume = False
+        if args.beta_search:
+            spec = beta_search_cli(run_dir, quiet=args.quiet)
     epochs = int(spec.get("params", {}).get("epochs", getattr(
         get_model_class(spec["model"]).Config(), "epochs", 0)))
     done = _epochs_done(run_dir) if resume else 0

@@ -211,8 +211,8 @@ def read_table(
         On a malformed line or a bad value (file, line and field named).
     EmptyDataError
         If the table has no rows.
-    ImportError
-        If a Parquet file is read without pyarrow (``pip install aerec[parquet]``).
+    aerec.extras.MissingExtraError
+        If a Parquet file is read without pyarrow (``pip install aerec[parquet]``), an ImportError.
     """
     path = Path(path)
     fields = _Fields(user_col, item_col, rating_col, timestamp_col)
@@ -663,14 +663,10 @@ def _guess_format(path: Path, file_format: str | None) -> str:
 
 # -- parquet -------------------------------------------------------------------------------------
 def _pyarrow_parquet(path: Path):
-    """``pyarrow.parquet``, or an ImportError that says how to install it."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError(
-            f"reading {path} needs pyarrow, an optional dependency: pip install aerec[parquet]"
-        ) from exc
-    return pq
+    """``pyarrow.parquet``, or a MissingExtraError (an ImportError) naming the extra."""
+    from aerec.extras import require
+
+    return require("pyarrow.parquet", "parquet", f"reading {path}")
 
 
 def _read_parquet(path: Path, fields: _Fields) -> Interactions:

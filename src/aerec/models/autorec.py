@@ -31,15 +31,20 @@ Fold-in (users the model was not trained on)
   so a new user has no coordinate. The strategy used: keep the item codes ``g(V r_i + mu)`` of the
   training data fixed and give the new user the decoder row ``w`` and bias ``c`` that minimise the
   AutoRec objective restricted to them, ``sum_{i rated} (r_ui - w . code_i - c)^2 + lam / 2
-  ||w||^2`` (a ridge regression, solved in closed form). Why: it is the user-specific part of the
-  very objective the training users' rows were fitted by (at a stationary point of training, a
-  training user's own row is exactly this solution), it needs no retraining and costs one small
-  linear solve per user. The new user's ratings do not enter the item codes (there is no encoder
-  column for them). Training users are recognised by id when the histories come with ids
+  ||w||^2``, plus ``lam / 2 (c - mean training bias)^2``: a ridge regression, solved in closed form
+  (:meth:`IAutoRec.fold_in`). Why: it is the user-specific part of the very objective the
+  training users' rows were fitted by, it needs no retraining and costs one small linear solve
+  per user. The bias term is the one addition: without it a user whose few ratings are all equal
+  would be fitted by the bias alone and get that rating for every item; with it the fit also uses
+  the item codes. The new user's ratings do not enter the item codes (there is no encoder column
+  for them). Training users are recognised by id when the histories come with ids
   (:meth:`~aerec.models.explicit.ExplicitModel.evaluate_ratings`, :meth:`predict` with an
   ``Interactions``): they are scored through their own output coordinate, with their shown
   history replacing their training ratings in the item vectors, as the paper evaluates.
   :meth:`score_tensor` and ``recommend`` receive bare histories and treat every row as new.
+
+Initialisation (the paper gives none): weights Xavier-uniform, hidden biases zero, output biases
+the training mean, so that the first epochs are not spent moving every output from 0 to ~3.5.
 
 Deviations from the paper: Adam by default (RProp selectable, L-BFGS not offered); the fallback
 for items without training ratings and for users without ratings is the training mean (the paper:
@@ -59,40 +64,56 @@ from torch import nn
 from aerec.data.interactions import Interactions
 from aerec.models.explicit import ExplicitModel, activation, masked_squared_error, ridge_fold_in
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState
+from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
 
 Activation = Literal["sigmoid", "identity", "tanh", "relu", "elu", "selu"]
 
 
 class AutoRecNet(nn.Module):
-    """``h(r) = W . g(V r + mu) + b`` on sparse input vectors of length ``n_inputs``: maths only."""
+    """``h(r) = W . g(V r + mu) + b`` on sparse input vectors of length ``n_inputs``: maths only.
 
-    def __init__(self, n_inputs: int, hidden: int, hidden_activation: str,
-                 generator: torch.Generator) -> None:
+    With more than one hidden size (the paper's deep extension, e.g. 500-250-500) the hidden layers
+    are stacked, each followed by ``g``; the output layer stays linear.
+    """
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...], hidden_activation: str,
+                 generator: torch.Generator, input_dropout: float = 0.0) -> None:
         super().__init__()
         self.hidden_activation = hidden_activation
-        self.encoder = nn.Parameter(torch.empty(n_inputs, hidden))
-        self.encoder_bias = nn.Parameter(torch.zeros(hidden))
-        self.decoder = nn.Parameter(torch.empty(hidden, n_inputs))
-        self.decoder_bias = nn.Parameter(torch.zeros(n_inputs))
-        nn.init.xavier_uniform_(self.encoder, generator=generator)
-        nn.init.xavier_uniform_(self.decoder, generator=generator)
+        self.input_dropout = input_dropout
+        sizes = (n_inputs, *hidden)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(sizes, (*sizes[1:], n_inputs)):
+            w = torch.empty(d_in, d_out)
+            nn.init.xavier_uniform_(w, generator=generator)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(d_out)))
 
-    def encode(self, batch: SparseBatch) -> torch.Tensor:
-        """Codes ``g(V r + mu)`` of the batch's rating vectors (batch x hidden)."""
-        pre = batch.matmul(batch.values, self.encoder) + self.encoder_bias
-        return activation(self.hidden_activation)(pre)
+    def encode(self, batch: SparseBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes of the last hidden layer (batch x hidden[-1]); ``generator`` turns on the input
+        dropout (training only)."""
+        act = activation(self.hidden_activation)
+        values = batch.values
+        if generator is not None and self.input_dropout > 0:
+            keep = 1.0 - self.input_dropout
+            values = values * torch.bernoulli(torch.full_like(values, keep), generator=generator) / keep
+        h = act(batch.matmul(values, self.weights[0]) + self.biases[0])
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = act(torch.addmm(b, h, w))
+        return h
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Reconstructions ``W code + b`` (batch x n_inputs)."""
-        return torch.addmm(self.decoder_bias, codes, self.decoder)
+        return torch.addmm(self.biases[-1], codes, self.weights[-1])
 
-    def forward(self, batch: SparseBatch) -> torch.Tensor:
-        return self.decode(self.encode(batch))
+    def forward(self, batch: SparseBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self.encode(batch, generator))
 
     def weight_norm_sq(self) -> torch.Tensor:
-        """``||W||_F^2 + ||V||_F^2`` (biases are not penalised, as in the paper)."""
-        return (self.encoder * self.encoder).sum() + (self.decoder * self.decoder).sum()
+        """Sum of the squared weights, ``||W||_F^2 + ||V||_F^2`` (biases are not penalised, as in
+        the paper)."""
+        return sum((w * w).sum() for w in self.weights)
 
 
 @dataclass(frozen=True)
@@ -102,12 +123,16 @@ class AutoRecConfig:
 
     Parameters
     ----------
-    hidden : int
-        Hidden units (the paper: 500).
+    hidden : tuple of int
+        Hidden units (the paper: 500); several sizes stack hidden layers (the paper's deep
+        extension, e.g. ``"500,250,500"``).
     activation : str
         Hidden activation ``g``: sigmoid (the paper's best), identity, tanh, relu, elu, selu.
     lam : float
         L2 weight decay lambda of the objective ``SSE + lam / 2 (||W||^2 + ||V||^2)``.
+    input_dropout : float
+        Drop probability of each observed input rating in training (0, the paper's model, turns
+        it off; a denoising option, not in the paper).
     optimizer : str
         ``adam`` or ``rprop`` (the paper's; use full batches).
     lr : float
@@ -118,9 +143,10 @@ class AutoRecConfig:
         Passes over the samples; the epoch with the lowest validation RMSE is kept.
     """
 
-    hidden: int = 500
+    hidden: tuple[int, ...] = (500,)
     activation: Activation = "sigmoid"
     lam: float = 1.0
+    input_dropout: float = 0.0
     optimizer: Literal["adam", "rprop"] = "adam"
     lr: float = 1e-3
     batch_size: int = 256
@@ -129,8 +155,10 @@ class AutoRecConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.batch_size < 1 or self.epochs < 0:
-            raise ValueError("hidden and batch_size must be positive, epochs not negative")
+        if not self.hidden or min(self.hidden) < 1 or self.batch_size < 1 or self.epochs < 0:
+            raise ValueError("hidden sizes and batch_size must be positive, epochs not negative")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError("input_dropout must be in [0, 1)")
         if self.lam < 0 or self.lr <= 0:
             raise ValueError("lam must not be negative and lr must be positive")
 
@@ -140,13 +168,16 @@ class _AutoRec(ExplicitModel, TorchRecommender):
 
     def _build(self, n_inputs: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
-        return AutoRecNet(n_inputs, cfg.hidden, cfg.activation, generator)
+        net = AutoRecNet(n_inputs, tuple(cfg.hidden), cfg.activation, generator, cfg.input_dropout)
+        with torch.no_grad():  # start the output at the training mean rather than at zero
+            net.biases[-1].fill_(self.global_mean_)
+        return net
 
     def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
         if cfg.optimizer == "rprop":
             return {"rprop": torch.optim.Rprop(module.parameters(), lr=cfg.lr)}
-        return {"adam": torch.optim.Adam(module.parameters(), lr=cfg.lr)}
+        return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
     def _fit_samples(self, samples: sp.csr_matrix, validation: Any, **kwargs: Any) -> None:
         """Train on ``samples`` (one rating vector per row)."""
@@ -156,7 +187,7 @@ class _AutoRec(ExplicitModel, TorchRecommender):
 
     def _loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
         module = state.module
-        sse = masked_squared_error(module(batch), batch)
+        sse = masked_squared_error(module(batch, state.generator), batch)
         share = batch.n_rows / self.n_samples_
         penalty = 0.5 * self.config.lam * share * module.weight_norm_sq()
         loss = (sse + penalty) / (self.ratings_per_sample_ * batch.n_rows)
@@ -210,21 +241,30 @@ class IAutoRec(_AutoRec):
         items = _canonical(matrix.T.tocsr())
         parts = [self.module_.encode(SparseBatch.from_csr(items[s:s + 4096], self.device_))
                  for s in range(0, items.shape[0], 4096)]
-        return torch.cat(parts) if parts else torch.zeros(0, self.config.hidden)
+        return torch.cat(parts) if parts else torch.zeros(0, self.config.hidden[-1])
 
     @torch.no_grad()
     def fold_in(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder rows ``w`` (b x hidden) and biases ``c`` (b,) of new users (ridge fold-in).
 
-        Minimises ``sum_{i rated} (r_ui - w . code_i - c)^2 + lam / 2 ||w||^2`` over each row of
-        ``user_items`` with the training item codes fixed; ratings of items without training
-        ratings are left out (their codes carry no information).
+        Minimises, over each row of ``user_items`` with the training item codes fixed::
+
+            sum_{i rated} (r_ui - w . code_i - c)^2 + lam / 2 ||w||^2 + lam / 2 (c - mean_bias)^2
+
+        where ``mean_bias`` is the mean decoder bias of the training users. Ratings of items
+        without training ratings are left out (their codes carry no information).
         """
         user_items = self._check_batch(user_items)
         known = self.item_counts_ > 0
         history = user_items.multiply(known[None, :].astype(np.float32)).tocsr()
         history.eliminate_zeros()
-        return ridge_fold_in(self.item_codes(), history, 0.5 * self.config.lam, 0.0)
+        codes = self.item_codes()
+        prior = self.module_.biases[-1].mean()
+        # (lam = 0 leaves the minimum-norm fit, not the bias alone)
+        half_lam = max(0.5 * self.config.lam, 1e-8)
+        w, c = ridge_fold_in(codes, history, half_lam, half_lam,
+                             offsets=torch.full((codes.shape[0],), float(prior), device=codes.device))
+        return w, c + float(prior)
 
     @torch.no_grad()
     def _score(self, user_items: sp.csr_matrix) -> torch.Tensor:

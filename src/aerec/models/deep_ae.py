@@ -33,14 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
 from aerec.models.explicit import ExplicitModel, activation, masked_squared_error
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState
+from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
 
 Activation = Literal["selu", "elu", "relu", "sigmoid", "tanh"]
 
@@ -182,8 +181,7 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
     def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
         if cfg.optimizer == "adam":
-            return {"adam": torch.optim.Adam(module.parameters(), lr=cfg.lr,
-                                             weight_decay=cfg.weight_decay)}
+            return {"adam": make_adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
         return {"momentum": torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                             weight_decay=cfg.weight_decay)}
 
@@ -216,8 +214,7 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
     def _step(self, state: TrainState, loss: torch.Tensor) -> None:
         for opt in state.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._check_finite(loss, state)
+        self._backward(state, loss)
         for opt in state.optimizers.values():
             opt.step()
         state.update_count += 1
@@ -226,12 +223,9 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
                      progress: bool = False) -> dict[str, float]:
         """One pass over the users: a step on each sparse batch, then (if ``refeed``) a step on
         its dense output."""
-        order = state.rng.permutation(matrix.shape[0])
         sums = {"loss": 0.0, "refeed_loss": 0.0}
         n_batches = 0
-        for start in range(0, len(order), self.config.batch_size):
-            rows = np.sort(order[start:start + self.config.batch_size])
-            batch = SparseBatch.from_csr(matrix[rows], state.device)
+        for batch, _ in self._batches(state, matrix):
             loss, output = self._sparse_loss(state, batch)
             self._step(state, loss)
             sums["loss"] += loss.item()

@@ -27,7 +27,7 @@ from torch import nn
 
 from aerec.data.interactions import Interactions
 from aerec.models.explicit import ExplicitModel, ridge_fold_in
-from aerec.models.torch_base import TorchRecommender, TrainState
+from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
 
 
 class BiasedMFNet(nn.Module):
@@ -102,6 +102,9 @@ class BiasedMF(ExplicitModel, TorchRecommender):
     name = "biased-mf"
     Config = BiasedMFConfig
     uses_user_ids = True
+    #: Settings of the shared contract tests: batches count ratings here, and with lam = 0 the
+    #: fold-in of a user who gave one rating to everything is that rating for every item.
+    contract_params = {"lam": 0.02, "batch_size": 128, "factors": 8}
 
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
@@ -112,7 +115,7 @@ class BiasedMF(ExplicitModel, TorchRecommender):
         cfg = self.config
         if cfg.optimizer == "sgd":
             return {"sgd": torch.optim.SGD(module.parameters(), lr=cfg.lr)}
-        return {"adam": torch.optim.Adam(module.parameters(), lr=cfg.lr)}
+        return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
     def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
         coo = matrix.tocoo()

@@ -151,7 +151,25 @@ class RecVAENet(nn.Module):
 
 @dataclass(frozen=True)
 class RecVAEConfig:
-    """Hyperparameters of RecVAE (defaults: the paper's code)."""
+    """Hyperparameters of RecVAE (defaults: the authors' code).
+
+    Attributes
+    ----------
+    hidden, latent, encoder_layers : int
+        Width of the encoder's layers (600), latent size (200), number of dense layers (5).
+    dropout : float
+        Input dropout of the encoder phases (0.5).
+    gamma : float
+        KL weight per interaction: a user with n items gets ``gamma * n`` (0.005).
+    beta : float or None
+        A constant KL weight instead of ``gamma * n`` (None: use gamma).
+    encoder_epochs, decoder_epochs : int
+        Passes of each phase per epoch (3 and 1).
+    lr : float
+        Learning rate of both Adams (5e-4).
+    batch_size, epochs : int
+        Users per batch (500) and epochs (50).
+    """
 
     hidden: int = 600
     latent: int = 200

@@ -3,7 +3,11 @@
 No dense users x items matrix is built for the input: a batch stays CSR, and the gradient of the
 first layer's weight is the transposed batch times the output gradient, computed from a transpose
 prepared once per batch (a permutation of the stored values), which is faster on the CPU than
-letting autograd transpose a CSR tensor.
+letting autograd transpose a CSR tensor. Both products run as ``embedding_bag`` (weighted sums of
+rows), see ``_SparseMatmul``.
+
+:class:`TorchCSR` keeps a whole matrix on a device (the GPU) and slices batches of rows there, so
+that training on CUDA copies nothing per batch.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -38,8 +43,10 @@ class SparseBatch:
         indptr = matrix.indptr.astype(np.int64, copy=False)
         indices = matrix.indices.astype(np.int64, copy=False)
         rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr))
-        # Stable sort by column gives the CSC order; within a column rows stay ascending.
-        perm = np.argsort(indices, kind="stable")
+        # Stable sort by column gives the CSC order; within a column rows stay ascending. NumPy
+        # sorts 16-bit keys by radix, ~10x faster than int64 keys (a stable sort has one answer).
+        keys = indices.astype(np.uint16) if n_cols <= 2**16 else indices
+        perm = np.argsort(keys, kind="stable")
         t_crow = np.zeros(n_cols + 1, np.int64)
         np.cumsum(np.bincount(indices, minlength=n_cols), out=t_crow[1:])
 
@@ -67,15 +74,72 @@ class SparseBatch:
         return _SparseMatmul.apply(weight, values, self)
 
 
+class TorchCSR:
+    """A whole CSR matrix as torch tensors on a device, cut into :class:`SparseBatch` es there.
+
+    The row pointers are also kept on the host, so that a batch's size is known without asking
+    the device (which would make the host wait for it).
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, device: torch.device | str) -> None:
+        self.shape = matrix.shape
+        self.device = torch.device(device)
+        self.host_counts = np.diff(matrix.indptr).astype(np.int64)
+        self.indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(self.device)
+        self.indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(self.device)
+        self.data = torch.from_numpy(matrix.data.astype(np.float32, copy=False)).to(self.device)
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.csr_matrix, device: torch.device | str) -> TorchCSR:
+        """Copy a canonical (sorted indices) scipy CSR matrix to ``device``."""
+        return cls(matrix, device)
+
+    def batch(self, rows: np.ndarray) -> SparseBatch:
+        """The rows ``rows`` (ascending) as a batch, equal to ``SparseBatch.from_csr(m[rows])``."""
+        dev = self.device
+        n_rows, n_cols = len(rows), self.shape[1]
+        host_counts = self.host_counts[rows]
+        nnz = int(host_counts.sum())
+        rows_t = _to_device(rows.astype(np.int64, copy=False), dev)
+        counts = _to_device(host_counts, dev)
+        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=dev)
+        torch.cumsum(counts, 0, out=crow[1:])
+        local = torch.repeat_interleave(torch.arange(n_rows, device=dev), counts, output_size=nnz)
+        pos = self.indptr[rows_t][local] + torch.arange(nnz, device=dev) - crow[local]
+        col = self.indices[pos]
+        perm = torch.sort(col, stable=True).indices
+        t_crow = torch.zeros(n_cols + 1, dtype=torch.int64, device=dev)
+        torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=t_crow[1:])
+        return SparseBatch(
+            crow=crow, col=col, rows=local, values=self.data[pos],
+            t_crow=t_crow, t_col=local[perm], t_perm=perm, shape=(n_rows, n_cols),
+        )
+
+
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device.type == "cuda":
+        # From pinned memory the copy is queued without waiting for the GPU.
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class _SparseMatmul(torch.autograd.Function):
+    """``X @ W`` and ``X^T @ G`` as weighted sums of rows, which is what ``embedding_bag`` does:
+    each of X's rows is a bag of item rows of W weighted by its values, and each of X^T's rows (an
+    item) a bag of rows of G. On the CPU this is 2-5x faster than ``torch.sparse.mm`` on a CSR
+    tensor. It sums each row in the same (stored) order; products of values other than 1 may
+    round differently (fused multiply-add or not), so results agree to float rounding."""
+
     @staticmethod
     def forward(ctx, weight, values, batch):  # type: ignore[override]
-        x = torch.sparse_csr_tensor(
-            batch.crow, batch.col, values, batch.shape, check_invariants=False
-        )
         ctx.batch = batch
         ctx.save_for_backward(values)
-        return torch.sparse.mm(x, weight)
+        # The weighted sums have no bf16 kernel on the CPU, and this layer's share of the work is
+        # small: it stays fp32 under autocast.
+        with torch.autocast(weight.device.type, enabled=False):
+            return F.embedding_bag(batch.col, weight, batch.crow[:-1], mode="sum",
+                                   per_sample_weights=values.to(weight.dtype))
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -83,8 +147,7 @@ class _SparseMatmul(torch.autograd.Function):
         b = ctx.batch
         grad_weight = None
         if ctx.needs_input_grad[0]:
-            xt = torch.sparse_csr_tensor(
-                b.t_crow, b.t_col, values[b.t_perm], (b.shape[1], b.shape[0]), check_invariants=False
-            )
-            grad_weight = torch.sparse.mm(xt, grad_out.contiguous())
+            g = grad_out.contiguous()
+            grad_weight = F.embedding_bag(b.t_col, g, b.t_crow[:-1], mode="sum",
+                                          per_sample_weights=values[b.t_perm].to(g.dtype))
         return grad_weight, None, None

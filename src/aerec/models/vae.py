@@ -20,8 +20,11 @@ What is kept from the paper and its code, and tested:
   the epoch with the best validation NDCG@100;
 * likelihood: multinomial (default), Gaussian (unit variance) or logistic, as the paper compares.
 
-Deliberate deviation: the first layer multiplies the sparse batch directly (the reference densifies
-each batch); the result is the same up to float rounding.
+Deliberate deviations, each equal to the reference up to float rounding: the first layer
+multiplies the sparse batch directly (the reference densifies each batch); the multinomial
+likelihood is computed together with the output layer (``aerec.models.fused``), as
+``x * (logit - logsumexp)`` rather than ``x * log_softmax``; Adam is torch's fused kernel. With
+``precision="bf16"`` the matrix products take bf16 operands (softmax, KL and losses stay fp32).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState
+from aerec.models.fused import linear_multinomial_nll
+from aerec.models.torch_base import Precision, TorchRecommender, TrainState, make_adam
 
 Likelihood = Literal["multinomial", "gaussian", "logistic"]
 
@@ -114,6 +118,7 @@ class MultVAEConfig:
     epochs: int = 200
     seed: int = 98765
     device: str = "auto"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -138,6 +143,7 @@ class MultDAEConfig:
     epochs: int = 200
     seed: int = 98765
     device: str = "auto"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -156,7 +162,7 @@ class _MultAutoencoder(TorchRecommender):
         return AutoencoderNet(dims, len(hidden) + 1, self.variational, generator)
 
     def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        return {"adam": torch.optim.Adam(module.parameters(), lr=self.config.lr)}
+        return {"adam": make_adam(module.parameters(), lr=self.config.lr)}
 
     def _input_values(self, batch: SparseBatch, state: TrainState | None) -> torch.Tensor:
         """Row-L2-normalised values, with inverted dropout in training."""
@@ -182,7 +188,20 @@ class _MultAutoencoder(TorchRecommender):
             total = F.softplus(logits).sum() - (logits[batch.rows, batch.col] * x).sum()
         return total / batch.n_rows
 
+    def _decoded_nll(self, module: AutoencoderNet, z: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        """``_neg_log_likelihood(module.decode(z), batch)``; the multinomial one is computed with
+        the output layer in one step (:mod:`aerec.models.fused`), equal up to float rounding."""
+        if self.config.likelihood != "multinomial":
+            return self._neg_log_likelihood(module.decode(z), batch)
+        total = linear_multinomial_nll(module.decode_hidden(z), module.weights[-1],
+                                       module.biases[-1], batch.rows, batch.col, batch.values)
+        return total / batch.n_rows
+
     def _l2_penalty(self, module: AutoencoderNet) -> torch.Tensor:
+        if self.config.lam == 0:
+            # 0 * ||W||^2 adds exact zeros to the loss and the gradients; skipping it saves two
+            # passes over every weight matrix per batch (Mult-VAE's default).
+            return torch.zeros((), device=module.weights[0].device)
         return (self.config.lam / self.config.batch_size) * module.weight_norm_sq()
 
 
@@ -227,14 +246,14 @@ class MultVAE(_MultAutoencoder):
     def _loss(self, state: TrainState, batch: SparseBatch):
         module = state.module
         mu, logvar = module.encode(batch, self._input_values(batch, state))
+        mu, logvar = mu.float(), logvar.float()  # bf16 autocast: noise and KL stay in fp32
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(std.shape, generator=state.generator, device=std.device, dtype=std.dtype)
-        logits = module.decode(mu + eps * std)
-        nll = self._neg_log_likelihood(logits, batch)
+        nll = self._decoded_nll(module, mu + eps * std, batch)
         kl = (0.5 * (-logvar + torch.exp(logvar) + mu * mu - 1.0)).sum(dim=1).mean()
         beta = self.beta(state.update_count, self.train_matrix_shape_[0])
         loss = nll + beta * kl + self._l2_penalty(module)
-        return loss, {"loss": loss.item(), "nll": nll.item(), "kl": kl.item(), "beta": beta}
+        return loss, self._figures(state, loss=loss, nll=nll, kl=kl, beta=beta)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         mu, _ = module.encode(batch, self._input_values(batch, None))
@@ -264,10 +283,9 @@ class MultDAE(_MultAutoencoder):
     def _loss(self, state: TrainState, batch: SparseBatch):
         module = state.module
         h, _ = module.encode(batch, self._input_values(batch, state))
-        logits = module.decode(h)
-        nll = self._neg_log_likelihood(logits, batch)
+        nll = self._decoded_nll(module, h, batch)
         loss = nll + self._l2_penalty(module)
-        return loss, {"loss": loss.item(), "nll": nll.item()}
+        return loss, self._figures(state, loss=loss, nll=nll)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         h, _ = module.encode(batch, self._input_values(batch, None))

@@ -1,0 +1,232 @@
+"""Load benchmark of ``aerec serve``: a Mult-VAE at the ML-20M shape, on the loopback address only.
+
+Not a test. It trains a Mult-VAE for one epoch on synthetic data with ML-20M's 20,108 items (fewer
+users than ML-20M: the number of users does not change the served model), starts ``aerec serve``
+with one uvicorn worker on 127.0.0.1 in a subprocess, and sends a bounded load from an async httpx
+client in this process: a fixed number of requests, a fixed concurrency and a time limit, after a
+short warm-up. Each request is ``POST /recommend`` with the fold-in history of a held-out user
+(``n = 10``). It reports requests per second, p50 / p99 latency and the error count for:
+
+* ``GET /health``: the floor, HTTP and JSON only, no model;
+* ``POST /recommend`` with the micro-batcher (default settings);
+* ``POST /recommend`` with ``--max-batch 1``: every request scored alone.
+
+The client shares the machine's cores with the server, as a real load generator on the same host
+would; the floor row measures what that costs. Run::
+
+    .venv/bin/python benchmarks/serve_load.py [--requests 3000] [--concurrency 16] [--markdown FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+import aerec
+from aerec.data.splits import strong_generalization
+from aerec.data.synthetic import SHAPES, synthesize
+from aerec.persistence import write_json
+from aerec.runs import RUN_FORMAT, load_split, save_split, train_run
+
+HOST = "127.0.0.1"  # loopback only, never anything else
+
+
+def build_run(run_dir: Path, n_users: int, epochs: int, seed: int) -> Path:
+    """A Mult-VAE run directory at the ML-20M item count (paper architecture 600-200)."""
+    shape = SHAPES["ml-20m"]
+    interactions = int(shape.n_interactions * n_users / shape.n_users)
+    data = synthesize(n_users=n_users, n_items=shape.n_items, n_interactions=interactions,
+                      explicit=False, seed=seed)
+    split = strong_generalization(data, 1000, seed=seed)
+    save_split(split, run_dir / "split")
+    write_json(run_dir / "run.json", {
+        "format": RUN_FORMAT, "model": "mult-vae",
+        "params": {"epochs": epochs, "device": "cpu"},
+        "data": {"dataset": f"synthetic ml-20m shape ({n_users} users)"}, "preprocess": {},
+        "split": {"kind": "strong", "n_heldout": 1000, "seed": seed},
+        "versions": {"aerec": aerec.__version__},
+    })
+    train_run(run_dir)
+    return run_dir
+
+
+def histories(run_dir: Path) -> list[list[str]]:
+    """Request bodies' item lists: the fold-in items of the held-out test users."""
+    fold_in = load_split(run_dir / "split").test.fold_in
+    m = fold_in.matrix
+    return [fold_in.item_ids[m.indices[m.indptr[u]:m.indptr[u + 1]]].tolist()
+            for u in range(m.shape[0]) if m.indptr[u + 1] > m.indptr[u]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``aerec serve`` in a subprocess on the loopback address."""
+
+    def __init__(self, run_dir: Path, extra: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aerec.cli", "serve", str(run_dir), "--host", HOST,
+             "--port", str(self.port), "--log-level", "warning", *extra],
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(self.url + "/health", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the server did not start: {self.proc.stderr.read().decode()}")
+                time.sleep(0.2)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def load(url: str, method: str, path: str, bodies: list | None, requests: int,
+               concurrency: int, time_limit: float) -> dict:
+    """Send ``requests`` requests from ``concurrency`` workers (stopping at ``time_limit`` s)."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        started = time.perf_counter()
+        stop_at = started + time_limit
+
+        async def worker() -> None:
+            nonlocal sent, errors
+            while sent < requests and time.perf_counter() < stop_at:
+                k = sent
+                sent += 1
+                body = None if bodies is None else bodies[k % len(bodies)]
+                t0 = time.perf_counter()
+                try:
+                    response = await client.request(method, path, json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    lat = np.array(latencies) * 1000
+    return {"requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "errors": errors}
+
+
+def measure(server: Server, method: str, path: str, bodies: list | None,
+            args: argparse.Namespace) -> dict:
+    """Warm up, then the measured load, with the CPU time each side spent per request."""
+    asyncio.run(load(server.url, method, path, bodies, min(200, args.requests), args.concurrency, 20))
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    result = asyncio.run(load(server.url, method, path, bodies, args.requests, args.concurrency,
+                              args.time_limit))
+    # CPU per request does not depend on what else runs on the machine; rates and latencies do.
+    result["server_cpu_ms"] = (server.cpu_seconds() - server_cpu) * 1000 / result["requests"]
+    result["client_cpu_ms"] = (time.process_time() - client_cpu) * 1000 / result["requests"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per row (default 3000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per row at most")
+    parser.add_argument("--users", type=int, default=10_000, help="synthetic users (default 10000)")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs (default 1)")
+    parser.add_argument("--run-dir", type=Path, help="reuse (or create) this run directory")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = args.run_dir or Path(tmp) / "run"
+        if not (run_dir / "model").exists():
+            print(f"training Mult-VAE ({args.epochs} epoch) on {args.users} synthetic users x "
+                  f"{SHAPES['ml-20m'].n_items} items ...", flush=True)
+            build_run(run_dir, args.users, args.epochs, seed=0)
+        bodies = [{"items": items, "n": 10} for items in histories(run_dir)]
+        sizes = [len(b["items"]) for b in bodies]
+        rows = []
+        for label, method, path, payload, extra in (
+            ("GET /health (floor: HTTP only)", "GET", "/health", None, []),
+            ("POST /recommend, micro-batched (max 64, wait <= 2 ms)", "POST", "/recommend", bodies, []),
+            ("POST /recommend, one request per batch", "POST", "/recommend", bodies,
+             ["--max-batch", "1"]),
+        ):
+            server = Server(run_dir, extra)
+            try:
+                result = measure(server, method, path, payload, args)
+            finally:
+                server.stop()
+            rows.append((label, result))
+            print(f"{label}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
+                  f"p99 {result['p99']:.1f} ms, {result['errors']} errors, server CPU "
+                  f"{result['server_cpu_ms']:.2f} ms/req, client CPU {result['client_cpu_ms']:.2f} "
+                  "ms/req", flush=True)
+
+    floor = rows[0][1]["rps"]
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}); one uvicorn worker; "
+        f"client (async httpx, {args.concurrency} in flight) on the same machine; "
+        f"{args.requests} requests per row after a warm-up; Mult-VAE 20,108-600-200-600-20,108; "
+        f"request histories: held-out users' fold-in items (median {int(np.median(sizes))}), n = 10.",
+        "",
+        "| endpoint | requests | req/s | ratio to floor | p50 ms | p99 ms | errors "
+        "| server CPU ms/req | client CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in rows:
+        lines.append(f"| {label} | {r['requests']} | {r['rps']:.0f} | {r['rps'] / floor:.2f} | "
+                     f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | "
+                     f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
+    table = "\n".join(lines) + "\n"
+    print()
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
