@@ -204,13 +204,18 @@ def main() -> None:
         f"request histories: held-out users' fold-in items (median {int(np.median(sizes))}), n = 10.",
         "",
         "| endpoint | requests | req/s | ratio to floor | p50 ms | p99 ms | errors "
-        "| server CPU ms/req | client CPU ms/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/req | client CPU ms/req | CPU-bound req/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    cores = os.cpu_count() or 1
     for label, r in rows:
+        # What the machine's cores could sustain if server and client had them to themselves.
+        bound = cores * 1000 / (r["server_cpu_ms"] + r["client_cpu_ms"])
         lines.append(f"| {label} | {r['requests']} | {r['rps']:.0f} | {r['rps'] / floor:.2f} | "
                      f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | "
-                     f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
+                     f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} | {bound:.0f} |")
+    lines += ["", f"Load average when the run ended: {os.getloadavg()[0]:.1f} "
+              f"(on {cores} cores; above {cores} other processes were competing)."]
     table = "\n".join(lines) + "\n"
     print()
     print(table)

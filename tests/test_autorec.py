@@ -38,9 +38,12 @@ def _sigmoid(x):
 
 
 def _weights(model):
+    """``(V, W), (mu, b)`` of a one-hidden-layer AutoRec, W as hidden x outputs."""
     net = model.module_
-    return [w.detach().double().numpy() for w in net.weights], \
-        [b.detach().double().numpy() for b in net.biases]
+    return ((net.encoder_weights[0].detach().double().numpy(),
+             net.decoder_weight.detach().double().numpy().T),
+            (net.encoder_biases[0].detach().double().numpy(),
+             net.decoder_bias.detach().double().numpy()))
 
 
 def test_masked_loss_ignores_unobserved_entries():
@@ -102,7 +105,7 @@ def test_i_autorec_fold_in_minimises_its_objective(i_model, data):
     history = train.matrix[:6]
     w, c = i_model.fold_in(history)
     codes = i_model.item_codes().double()
-    prior = i_model.module_.biases[-1].double().mean()
+    prior = float(i_model.module_.decoder_bias.mean())
     half_lam = 0.5 * i_model.config.lam
     for row in range(6):
         cols = torch.from_numpy(history[row].indices.astype(np.int64))
@@ -197,5 +200,18 @@ def test_rprop_full_batch_and_deep_extension_train(data):
     train, val, test = data
     model = IAutoRec(hidden=(16, 8, 16), optimizer="rprop", batch_size=1000, lr=0.01, lam=0.1,
                      epochs=30, device="cpu").fit(train, val)
-    assert [tuple(w.shape) for w in model.module_.weights] == [(80, 16), (16, 8), (8, 16), (16, 80)]
+    net = model.module_
+    assert [tuple(w.shape) for w in net.encoder_weights] == [(80, 16), (16, 8), (8, 16)]
+    assert tuple(net.decoder_weight.shape) == (80, 16)
     assert model.evaluate_ratings(test)["rmse"] < global_mean_rmse(train, test)
+
+
+def test_i_autorec_resume_is_bit_identical(data, tmp_path):
+    train, val, _ = data
+    params = dict(FAST, input_dropout=0.2)
+    full = IAutoRec(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
+    IAutoRec(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
+    resumed = IAutoRec(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b", resume=True)
+    for name, value in full.module_.state_dict().items():
+        assert torch.equal(value, resumed.module_.state_dict()[name]), name
+    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]

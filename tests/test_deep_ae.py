@@ -190,3 +190,15 @@ def test_save_load_scores_bit_identically(data, tmp_path):
     loaded = DeepAutoencoder.load(tmp_path / "m", device="cpu")
     assert np.array_equal(model.score(train.matrix), loaded.score(train.matrix))
     assert loaded.rating_range_ == model.rating_range_ and loaded.global_mean_ == model.global_mean_
+
+
+def test_resume_is_bit_identical(tmp_path):
+    train, val, _ = rank_one(n_users=30, n_items=16)
+    params = dict(hidden=(8, 4), dropout=0.5, batch_size=8, device="cpu")
+    full = DeepAutoencoder(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
+    DeepAutoencoder(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
+    resumed = DeepAutoencoder(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b",
+                                                      resume=True)
+    for name, value in full.module_.state_dict().items():
+        assert torch.equal(value, resumed.module_.state_dict()[name]), name
+    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]

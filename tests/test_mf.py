@@ -102,3 +102,14 @@ def test_save_load_predicts_bit_identically(model, data, tmp_path):
     assert np.array_equal(model.predict(test.fold_in, coo.row, coo.col),
                           loaded.predict(test.fold_in, coo.row, coo.col))
     assert np.array_equal(model.score(test.fold_in.matrix[:4]), loaded.score(test.fold_in.matrix[:4]))
+
+
+def test_resume_is_bit_identical(data, tmp_path):
+    train, val, _ = data
+    params = dict(factors=4, batch_size=256, device="cpu")
+    full = BiasedMF(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
+    BiasedMF(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
+    resumed = BiasedMF(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b", resume=True)
+    for name, value in full.module_.state_dict().items():
+        assert torch.equal(value, resumed.module_.state_dict()[name]), name
+    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]

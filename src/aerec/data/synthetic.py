@@ -168,7 +168,7 @@ def _activity(rng: np.random.Generator, n_users: int, n_items: int, total: int,
     lo, hi = 0.0, 1.0
     while size(hi).sum() < extra_total and hi < 1e18:
         hi *= 2.0
-    for _ in range(200):
+    while hi - lo > 1e-12 * hi:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if size(mid).sum() < extra_total else (lo, mid)
     exact = size(hi)
@@ -229,16 +229,24 @@ def _sample_items(model: _Model, rng: np.random.Generator,
 
 def _redraw_distinct(model: _Model, rng: np.random.Generator, users: np.ndarray,
                      counts: np.ndarray) -> np.ndarray:
-    """Keys ``user * n_items + item`` of the first ``counts[u]`` distinct draws of each user."""
+    """Keys ``user * n_items + item`` of the first ``counts[u]`` distinct draws of each user.
+
+    ``users`` ascend. Each round draws, for every user still short, what is missing
+    divided by the share of its previous round's draws that were new (so a user deep in its
+    popular items draws more), and keeps the first distinct ones in draw order.
+    """
+    if len(users) == 0:
+        return np.zeros(0, np.int64)
     n_items = model.n_items
+    first_user = int(users[0])
     done = []  # keys of the users already complete
     kept = np.zeros(0, np.int64)  # keys of the pending users, in draw order within each user
     pending = np.arange(len(users))
     need = counts.copy()
+    new_share = np.ones(len(users))
+    slot = np.empty(int(users[-1]) - first_user + 1, np.int64)  # user -> position in `pending`
     while len(pending):
-        # Draw a little more than is missing: duplicates are rare for light users. Only the
-        # pending users take part, so the later rounds cost little.
-        n_draw = need + (need >> 2) + 4
+        n_draw = np.ceil(need / new_share * 1.25).astype(np.int64) + 4
         who = users[np.repeat(pending, n_draw)]
         items = model.draw(rng, model.user_cluster[who])
         keys = np.concatenate([kept, who * n_items + items])
@@ -246,16 +254,20 @@ def _redraw_distinct(model: _Model, rng: np.random.Generator, users: np.ndarray,
         _, first = np.unique(keys, return_index=True)
         first.sort()
         keys = keys[first]
-        owner = np.searchsorted(users[pending], keys // n_items)
+        slot[users[pending] - first_user] = np.arange(len(pending))
+        owner = slot[keys // n_items - first_user]
         order = np.argsort(owner, kind="stable")
         keys, owner = keys[order], owner[order]
         starts = np.searchsorted(owner, np.arange(len(pending)))
         keep = np.arange(len(keys)) - starts[owner] < counts[pending][owner]
         keys, owner = keys[keep], owner[keep]
         have = np.bincount(owner, minlength=len(pending))
+        gained = have - (counts[pending] - need)
         complete = have == counts[pending]
         done.append(keys[complete[owner]])
         kept = keys[~complete[owner]]
+        # the share of this round's draws that were new, for the users still short
+        new_share = np.maximum(gained / n_draw, 1e-3)[~complete]
         need = (counts[pending] - have)[~complete]
         pending = pending[~complete]
     return np.concatenate(done) if done else np.zeros(0, np.int64)

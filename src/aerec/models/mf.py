@@ -55,7 +55,7 @@ class BiasedMFNet(nn.Module):
 
 @dataclass(frozen=True)
 class BiasedMFConfig:
-    """Hyperparameters of biased MF.
+    """Hyperparameters of biased MF (defaults chosen on the validation RMSE of ML-100K u1).
 
     Parameters
     ----------
@@ -76,12 +76,12 @@ class BiasedMFConfig:
     """
 
     factors: int = 64
-    lam: float = 0.05
+    lam: float = 0.1
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 0.002
     init_std: float = 0.1
     batch_size: int = 1024
-    epochs: int = 60
+    epochs: int = 40
     seed: int = 98765
     device: str = "auto"
 

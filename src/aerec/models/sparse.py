@@ -108,8 +108,11 @@ class TorchCSR:
         pos = self.indptr[rows_t][local] + torch.arange(nnz, device=dev) - crow[local]
         col = self.indices[pos]
         perm = torch.sort(col, stable=True).indices
+        # Counted with index_add_: bincount would read the largest column back to the host.
+        per_col = torch.zeros(n_cols, dtype=torch.int64, device=dev)
+        per_col.index_add_(0, col, torch.ones_like(col))
         t_crow = torch.zeros(n_cols + 1, dtype=torch.int64, device=dev)
-        torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=t_crow[1:])
+        torch.cumsum(per_col, 0, out=t_crow[1:])
         return SparseBatch(
             crow=crow, col=col, rows=local, values=self.data[pos],
             t_crow=t_crow, t_col=local[perm], t_perm=perm, shape=(n_rows, n_cols),

@@ -28,11 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import scipy.sparse as sp
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
@@ -46,6 +43,8 @@ from aerec.models import Recommender
 from aerec.reports import dataset_name
 from aerec.runs import load_split, read_run, user_history
 from aerec.serving.batching import MicroBatcher
+from aerec.serving.catalog import Catalog
+from aerec.serving.errors import BodyLimit, install_error_handlers
 
 #: Most items one answer may hold.
 MAX_N = 100
@@ -57,7 +56,6 @@ MAX_ID_LENGTH = 200
 MAX_SEARCH = 100
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 256 * 1024
-
 
 
 def _item_id(value: Any) -> str:
@@ -137,59 +135,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# -- the catalogue of items -----------------------------------------------------------------------
-class Catalog:
-    """Item ids, titles and popularity of a run: id look-ups and title search."""
-
-    def __init__(self, item_ids: np.ndarray, titles: dict[str, str], train: sp.csr_matrix) -> None:
-        self.item_ids = np.asarray(item_ids).astype(str)
-        self.titles = [titles.get(i, "") for i in self.item_ids.tolist()]
-        self.index = {item: k for k, item in enumerate(self.item_ids.tolist())}
-        self.counts = np.bincount(train.indices, minlength=len(self.item_ids)).astype(np.int64)
-        self._by_popularity = np.argsort(-self.counts, kind="stable")
-        # titles (the id for an item without one), lower case, in popularity order
-        self._haystack = np.array(
-            [(self.titles[k] or self.item_ids[k]).lower() for k in self._by_popularity.tolist()]
-        )
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-    def history(self, raw_ids: list[str]) -> tuple[sp.csr_matrix, list[str]]:
-        """A one-row history of the known ids, and the unknown ids (each once, in order)."""
-        cols = sorted({self.index[i] for i in raw_ids if i in self.index})
-        unknown = list(dict.fromkeys(i for i in raw_ids if i not in self.index))
-        row = sp.csr_matrix((np.ones(len(cols), np.float32), np.asarray(cols, np.int32),
-                             np.array([0, len(cols)], np.int32)), shape=(1, self.n_items))
-        return row, unknown
-
-    def describe(self, cols: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-        """Recommendation records for item columns and their scores."""
-        return [{"item": str(self.item_ids[c]), "score": float(s), "title": self.titles[c]}
-                for c, s in zip(cols.tolist(), scores.tolist()) if np.isfinite(s)]
-
-    def search(self, query: str, limit: int) -> list[dict[str, Any]]:
-        """Items whose title holds every word of ``query`` (any case), most popular first.
-
-        An item whose id is ``query`` comes first; items without a title are matched by id.
-        """
-        words = query.lower().split()
-        if not words:
-            cols = self._by_popularity[:limit]
-        else:
-            match = np.ones(len(self._haystack), bool)
-            for word in words:  # every word somewhere in the title, in any order
-                match &= np.char.find(self._haystack, word) >= 0
-            cols = self._by_popularity[np.flatnonzero(match)]
-            exact = self.index.get(query.strip())
-            if exact is not None:  # an item's id puts that item first
-                cols = np.concatenate([[exact], cols[cols != exact]])
-            cols = cols[:limit]
-        return [{"item": str(self.item_ids[c]), "title": self.titles[c], "count": int(self.counts[c])}
-                for c in cols.tolist()]
-
-
 # -- the app --------------------------------------------------------------------------------------
 def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
                max_wait_ms: float = 2.0) -> FastAPI:
@@ -234,8 +179,8 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
     app.state.model = model
     app.state.batcher = batcher
     app.state.catalog = catalog
-    _install_error_handlers(app)
-    app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     _add_routes(app, info, catalog, batcher, split)
     static = resources.files("aerec.serving") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -286,89 +231,3 @@ def _add_routes(app: FastAPI, info: dict[str, Any], catalog: Catalog, batcher: M
         limit: Annotated[int, Query(ge=1, le=MAX_SEARCH)] = 20,
     ) -> JSONResponse:
         return JSONResponse({"items": catalog.search(q, limit)})
-
-
-# -- errors ---------------------------------------------------------------------------------------
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [_problem(e) for e in exc.errors()]
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-        message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
-        return JSONResponse({"error": message, "problems": problems},
-                            status_code=400 if malformed else 422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail), "problems": []},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        # A bug, not a bad request: say so without leaking a traceback to the client.
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})", "problems": []},
-                            status_code=500)
-
-
-def _problem(error: dict[str, Any]) -> dict[str, str]:
-    """One validation error as ``{"field", "problem"}`` in words a client can act on."""
-    loc = tuple(error.get("loc", ()))
-    kind = error.get("type")
-    if kind == "json_invalid":
-        detail = (error.get("ctx") or {}).get("error", "")
-        at = f" at character {loc[-1]}" if len(loc) > 1 else ""
-        return {"field": "body", "problem": f"malformed JSON{at}{f' ({detail})' if detail else ''}"}
-    field = ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or "body"
-    if field == "body" and kind in ("model_attributes_type", "dict_type", "missing"):
-        return {"field": "body", "problem": 'expected a JSON object such as {"items": ["50"], '
-                '"n": 10}, sent with Content-Type: application/json'}
-    return {"field": field, "problem": str(error.get("msg", "invalid value"))}
-
-
-class _BodyLimit:
-    """ASGI middleware: refuse request bodies larger than ``max_bytes`` with a 413."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers", ())).get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) <= self.max_bytes:
-                await self.app(scope, receive, send)
-            else:
-                await self._refuse(scope, receive, send)
-            return
-        # No declared length (chunked): read up to the limit first, then replay what was read.
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
-        response = JSONResponse(
-            {"error": f"request body larger than {self.max_bytes} bytes", "problems": []},
-            status_code=413)
-        await response(scope, receive, send)
