@@ -444,6 +444,11 @@ def _one_line(r: dict) -> str:
 
 
 # -- the table -------------------------------------------------------------------------------------
+def _ratio(runs: list[dict], ref: dict[int, float]) -> str:
+    ratios = [r["seconds_per_epoch"] / ref[r["seed"]] for r in runs if r["seed"] in ref]
+    return f"{np.mean(ratios):.2f}" if ratios else "n/a"
+
+
 def _span(values: list[int]) -> str:
     return str(min(values)) if min(values) == max(values) else f"{min(values)}–{max(values)}"
 
@@ -473,9 +478,10 @@ def render(results: list[dict]) -> str:
                   "| system | Recall@20 | Recall@50 | NDCG@100 | s/epoch | × aerec Mult-VAE | "
                   "epochs | total s | peak MiB | users scored |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        ref = [r["seconds_per_epoch"] for r in rows if (r["framework"], r["model"]) ==
-               ("aerec", "mult-vae") and "error" not in r]
-        ref_spe = float(np.mean(ref)) if ref else float("nan")
+        # The speed ratio is taken per seed (same split, same stretch of the run), then averaged:
+        # the machine's load drifts over a run of hours.
+        ref = {r["seed"]: r["seconds_per_epoch"] for r in rows if (r["framework"], r["model"]) ==
+               ("aerec", "mult-vae") and "error" not in r}
         for framework, model in dict.fromkeys((r["framework"], r["model"]) for r in rows):
             runs = [r for r in rows if (r["framework"], r["model"]) == (framework, model)]
             ok = [r for r in runs if "error" not in r]
@@ -491,7 +497,7 @@ def render(results: list[dict]) -> str:
             epochs = [r["epochs"] for r in ok]
             how = "fold-in" if ok[0]["folds_in"] else "by id, trained on fold-in"
             lines.append(
-                f"| {name} | {' | '.join(cells)} | {spe:.3f} | {spe / ref_spe:.2f} | "
+                f"| {name} | {' | '.join(cells)} | {spe:.3f} | {_ratio(ok, ref)} | "
                 f"{_span(epochs)} | {np.mean([r['train_seconds'] for r in ok]):.1f} | "
                 f"{max(r['peak_rss_mb'] for r in ok):.0f} | {how} |"
                 + ("" if len(ok) == len(runs) else f" ({len(runs) - len(ok)} runs failed)")
