@@ -96,7 +96,7 @@ def test_run_directory_is_never_overwritten(ml100k_run):
 
 def test_resume_after_sigkill_gives_the_same_model_bit_for_bit(tmp_path, shared_data_dir):
     args = ["--data", "ml-100k", "--data-dir", str(shared_data_dir), "--model", "mult-vae",
-            "--set", "epochs=25", "--quiet"]
+            "--set", "epochs=10", "--set", "anneal_epochs=5", "--quiet"]
     assert aerec("train", *args, "--out", str(tmp_path / "full")).returncode == 0
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "aerec.cli", "train", *args, "--out", str(killed)],

@@ -19,7 +19,8 @@ def _train(shared_data_dir, out, *args):
 def u1_run(tmp_path_factory, shared_data_dir):
     run = tmp_path_factory.mktemp("runs") / "iautorec"
     code = _train(shared_data_dir, run, "--data", "ml-100k", "--split", "u1", "--model",
-                  "i-autorec", "--set", "epochs=3", "--set", "hidden=32", "--set", "lam=10")
+                  "i-autorec", "--set", "epochs=3", "--set", "hidden=32", "--set", "lam=10",
+                  "--set", "lr=0.03")
     assert code == 0
     return run
 

@@ -186,9 +186,6 @@ class EASE(Recommender):
 
     name = "ease"
     Config = EASEConfig
-    #: Settings for the shared contract tests (which ask for lam = 0, not allowed here).
-    contract_params = {"lam": 1.0}
-
     def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
         # Binarise: EASE's Gram matrix is of the 0/1 interaction matrix.
         x = matrix.copy()

@@ -102,10 +102,6 @@ class BiasedMF(ExplicitModel, TorchRecommender):
     name = "biased-mf"
     Config = BiasedMFConfig
     uses_user_ids = True
-    #: Settings of the shared contract tests: batches count ratings here, and with lam = 0 the
-    #: fold-in of a user who gave one rating to everything is that rating for every item.
-    contract_params = {"lam": 0.02, "batch_size": 128, "factors": 8}
-
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
         return BiasedMFNet(len(self.user_ids_), n_items, cfg.factors, self.global_mean_,

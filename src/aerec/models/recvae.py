@@ -205,9 +205,6 @@ class RecVAE(TorchRecommender):
 
     name = "recvae"
     Config = RecVAEConfig
-    #: Settings for the shared contract tests (``hidden`` is one width here, not a tuple).
-    contract_params = {"hidden": 32}
-
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
         return RecVAENet(n_items, cfg.hidden, cfg.latent, cfg.encoder_layers, generator)
