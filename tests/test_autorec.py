@@ -105,7 +105,7 @@ def test_i_autorec_fold_in_minimises_its_objective(i_model, data):
     history = train.matrix[:6]
     w, c = i_model.fold_in(history)
     codes = i_model.item_codes().double()
-    prior = float(i_model.module_.decoder_bias.mean())
+    prior = float(i_model.module_.decoder_bias.detach().mean())
     half_lam = 0.5 * i_model.config.lam
     for row in range(6):
         cols = torch.from_numpy(history[row].indices.astype(np.int64))

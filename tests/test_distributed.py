@@ -20,7 +20,7 @@ from aerec.models import MultVAE
 from aerec.runs import evaluate_model, load_split
 
 #: A small model, so that the runs take seconds: the protocol is what is tested.
-PARAMS = ["hidden=64", "latent=32", "epochs=6", "batch_size=64", "device=cpu"]
+PARAMS = ["hidden=64", "latent=32", "epochs=4", "batch_size=64", "device=cpu"]
 
 
 def _free_port() -> int:
@@ -62,7 +62,7 @@ def test_two_processes_match_one_within_the_seeds_noise_and_only_rank0_writes(
     assert json.loads((run / "run.json").read_text())["model"] == "mult-vae"
     assert {"run.json", "split", "checkpoint.safetensors", "model", "history.json",
             "metrics.json"} <= {p.name for p in run.iterdir()}
-    assert len(json.loads((run / "history.json").read_text())) == 6 and dp["epochs"] == 6
+    assert len(json.loads((run / "history.json").read_text())) == 4 and dp["epochs"] == 4
     # One process on the same split, three seeds: the two-process run is within their noise.
     split = load_split(run / "split")
     params = dict(p.split("=") for p in PARAMS)

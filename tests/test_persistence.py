@@ -90,3 +90,11 @@ def test_bad_hyperparameters_are_named(bad, message):
 def test_assignment_without_equals_sign():
     with pytest.raises(ConfigError, match="name=value"):
         parse_assignments(["epochs"])
+
+
+def test_tensors_sharing_storage_are_saved_apart(tmp_path):
+    w = torch.arange(6.0).reshape(2, 3)
+    save_state(tmp_path / "tied.safetensors", {"w": w, "again": w, "row": w[0]})
+    back, _ = load_state(tmp_path / "tied.safetensors")
+    assert torch.equal(back["w"], w) and torch.equal(back["again"], w)
+    assert torch.equal(back["row"], w[0])

@@ -60,10 +60,20 @@ def read_json(path: str | Path) -> Any:
 def split_tensors(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
     """Replace every tensor inside ``obj`` by a reference; return the skeleton and the tensors."""
     tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, torch.Tensor):
-            tensors[path] = node.detach().to("cpu").contiguous().clone()
+            # A CPU tensor is not copied (it is serialised right away): a copy of every tensor at
+            # every checkpoint fragmented the heap and grew the peak memory epoch after epoch.
+            # Only a tensor whose storage another one shares (tied weights) is copied, since
+            # safetensors refuses shared storage.
+            t = node.detach().to("cpu").contiguous()
+            ptr = t.untyped_storage().data_ptr()
+            if ptr in storages:
+                t = t.clone()
+            storages.add(t.untyped_storage().data_ptr())
+            tensors[path] = t
             return {_TENSOR_KEY: path}
         if isinstance(node, dict):
             return {"__dict__": [[_key(k), walk(v, f"{path}.{k}")] for k, v in node.items()]}
