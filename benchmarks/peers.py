@@ -449,6 +449,24 @@ def _ratio(runs: list[dict], ref: dict[int, float]) -> str:
     return f"{np.mean(ratios):.2f}" if ratios else "n/a"
 
 
+def _verdict(rows: list[dict]) -> str:
+    """Best aerec model against the best peer by mean NDCG@100 (popularity aside)."""
+    means: dict[tuple[str, str], tuple[float, float]] = {}
+    for key in dict.fromkeys((r["framework"], r["model"]) for r in rows if "error" not in r):
+        if key[1] != "popularity":
+            means[key] = _mean_se([r["ndcg@100"] for r in rows
+                                   if (r["framework"], r["model"]) == key and "error" not in r])
+    ours = [k for k in means if k[0] == "aerec"]
+    peers = [k for k in means if k[0] != "aerec"]
+    if not ours or not peers:
+        return ""
+    a = max(ours, key=lambda k: means[k][0])
+    b = max(peers, key=lambda k: means[k][0])
+    diff = means[a][0] - means[b][0]
+    return (f"Best aerec model: {a[1]} (NDCG@100 {means[a][0]:.4f}); best peer: {b[0]} {b[1]} "
+            f"({means[b][0]:.4f}); difference {diff:+.4f}.")
+
+
 def _span(values: list[int]) -> str:
     return str(min(values)) if min(values) == max(values) else f"{min(values)}–{max(values)}"
 
@@ -469,7 +487,8 @@ def render(results: list[dict]) -> str:
              "held-out user's items as targets), judged by aerec's `evaluate_ranking` for every "
              "system. Mean ± standard error over the split seeds; truncated Recall (the Mult-VAE "
              "paper's Recall@K). s/epoch: training only, single-threaded; total: the whole fit with "
-             "each system's own validation; memory: the peak RSS of the process that trained it.",
+             "each system's own validation; memory: the peak RSS of the process that trained it. "
+             "`python benchmarks/peers.py --resume` adds the seeds not run yet (five in all).",
              ""]
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         rows = [r for r in results if r["dataset"] == dataset]
@@ -482,7 +501,8 @@ def render(results: list[dict]) -> str:
         # the machine's load drifts over a run of hours.
         ref = {r["seed"]: r["seconds_per_epoch"] for r in rows if (r["framework"], r["model"]) ==
                ("aerec", "mult-vae") and "error" not in r}
-        for framework, model in dict.fromkeys((r["framework"], r["model"]) for r in rows):
+        present = {(r["framework"], r["model"]) for r in rows}
+        for framework, model in [s for s in SYSTEMS if s in present]:
             runs = [r for r in rows if (r["framework"], r["model"]) == (framework, model)]
             ok = [r for r in runs if "error" not in r]
             name = f"{framework} {LABELS.get(model, model)}"
@@ -502,7 +522,7 @@ def render(results: list[dict]) -> str:
                 f"{max(r['peak_rss_mb'] for r in ok):.0f} | {how} |"
                 + ("" if len(ok) == len(runs) else f" ({len(runs) - len(ok)} runs failed)")
             )
-        lines.append("")
+        lines += ["", _verdict(rows), ""]
     lines += ["`fold-in`: scored from the test users' fold-in items alone, users never seen in "
               "training. `by id, trained on fold-in`: the peer cannot fold in, so it was trained "
               "on the training users plus the held-out users' fold-in items and scores the test "
@@ -516,13 +536,15 @@ Adam 1e-3, 500 users a batch, the epoch of the best validation NDCG@100 kept. Re
 dense layers, latent 200, gamma 0.005, 3 + 1 alternating passes, Adam 5e-4, 50 epochs, best
 validation NDCG@100. EASE lam 500 (Steck's ML-20M value). RecBole 1.2.1 at its defaults:
 epochs 300 with early stopping after 10 validations without a better MRR@10 (its valid_metric),
-the best-MRR@10 checkpoint kept, batches of 2,048 interactions with one uniform negative each,
-Adam 1e-3; MultiVAE [600] latent 128 anneal_cap 0.2 over 200,000 steps; MultiDAE [600] latent 64;
+the best-MRR@10 checkpoint kept, batches of up to 2,048 users (all training users in one batch
+here, so one update per epoch), Adam 1e-3; MultiVAE [600] latent 128 anneal_cap 0.2 over 200,000
+steps, and (unlike the paper) its reparameterisation noise has standard deviation 0.01, not 1;
+MultiDAE [600] latent 64;
 RecVAE 600 / 200, gamma 0.005, 3 + 1 passes; EASE reg_weight 250. Cornac 2.2.2 at its defaults
 (seed set to the split seed for repeatability): VAECF k 10, [20], beta 1, 100 epochs, batches of
 100, Adam 1e-3; RecVAE 600 / 200, gamma 0.005, 50 epochs, no model selection; EASE lamb 500 with
 posB (non-negative weights). Machine: 2-core AMD EPYC (AVX512_BF16) shared with other jobs
-(load average 7 to 9 during the run), so wall-clock figures are noisy; compare them within a
+(load average 4 to 9 during the run), so wall-clock figures are noisy; compare them within a
 table."""
 
 

@@ -149,3 +149,23 @@ def test_given_split_in_lightgcn_format(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_users"] == 30
     assert json.loads((run / "run.json").read_text())["split"]["kind"] == "given"
+
+
+def test_items_history_takes_ratings_and_defaults_by_model_kind():
+    import numpy as np
+
+    from aerec.runs import items_history
+
+    class Implicit:
+        implicit = True
+        item_ids_ = np.array(["10", "20", "30"])
+        n_items_ = 3
+
+    class Rating(Implicit):
+        implicit = False
+        rating_range_ = (0.5, 5.0)
+
+    row, unknown = items_history(Implicit(), ["30", "10", "99"])
+    assert row.toarray().tolist() == [[1.0, 0.0, 1.0]] and unknown == ["99"]
+    row, _ = items_history(Rating(), ["30", "10:2.5"])
+    assert row.toarray().tolist() == [[2.5, 0.0, 5.0]]

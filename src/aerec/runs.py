@@ -265,14 +265,30 @@ def user_history(split: Split, user_id: str) -> Interactions:
 
 
 def items_history(model: Recommender, item_ids: list[str]) -> tuple[Any, list[str]]:
-    """A one-row CSR history from raw item ids; returns it and the ids the model does not know."""
+    """A one-row CSR history from raw item ids; returns it and the ids the model does not know.
+
+    An entry may carry a rating as ``ID:RATING`` (for rating models). Without one, an item counts
+    as 1 for implicit models and as the top of the training rating range for rating models, so
+    that "items I liked" means the same to both.
+    """
     import scipy.sparse as sp
 
+    default = 1.0 if model.implicit else float(getattr(model, "rating_range_", (1.0, 5.0))[1])
     index = {str(i): k for k, i in enumerate(model.item_ids_)}
-    known = sorted({index[i] for i in item_ids if i in index})
-    unknown = [i for i in item_ids if i not in index]
+    values: dict[int, float] = {}
+    unknown = []
+    for entry in item_ids:
+        raw, sep, rating = str(entry).partition(":")
+        if raw not in index:
+            unknown.append(raw)
+            continue
+        try:
+            values[index[raw]] = float(rating) if sep else default
+        except ValueError:
+            raise DataError(f"item {entry!r}: the rating after ':' must be a number") from None
+    cols = np.array(sorted(values), np.int32)
     row = sp.csr_matrix(
-        (np.ones(len(known), np.float32), np.array(known, np.int32), np.array([0, len(known)])),
+        (np.array([values[c] for c in cols], np.float32), cols, np.array([0, len(cols)])),
         shape=(1, model.n_items_),
     )
     return row, unknown

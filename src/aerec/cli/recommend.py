@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="ID", help="raw id of a user in the run's data")
-    who.add_argument("--items", metavar="ID,ID,...", help="raw item ids of a history")
+    who.add_argument("--items", metavar="ID,ID,...",
+                     help="raw item ids of a history; ID:RATING gives a rating (rating models)")
     p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -328,8 +328,9 @@ def _weak_split(train: Interactions, test: Interactions, kind: str, params: dict
     """Carve validation from ``train`` and assemble; ``test`` shares ``train``'s vocabularies."""
     _check_seed(seed)
     held = carve_validation(train, validation_fraction, seed)
-    trained_users = np.bincount(train.to_arrays()[0], minlength=train.n_users) > 0
-    trained_items = np.bincount(train.to_arrays()[1], minlength=train.n_items) > 0
+    rows, cols, _, _ = train.to_arrays()
+    trained_users = np.bincount(rows, minlength=train.n_users) > 0
+    trained_items = np.bincount(cols, minlength=train.n_items) > 0
     t_rows, t_cols, _, _ = test.to_arrays()
     params = {
         **params, "validation_fraction": float(validation_fraction), "seed": int(seed),
