@@ -201,7 +201,7 @@ def section_steps(users: int, rounds: int) -> list[dict]:
 def section_epoch(users: int | None) -> list[dict]:
     from aerec.hardware import bf16_supported
 
-    size = ["--users", str(users)] if users else []
+    size = ["--users", str(users or 116_677)]
     rows = [_subprocess(["--worker", "epoch", "--precision", "fp32", *size])]
     if bf16_supported("cpu"):
         rows.append(_subprocess(["--worker", "epoch", "--precision", "bf16", *size]))
