@@ -5,7 +5,8 @@ products: ``log_softmax`` writes a second such matrix, the gather's backward a z
 ``log_softmax``'s backward a fourth. Here the logits buffer is turned, in place, into the gradient
 of the loss with respect to the logits, ``softmax(l) * sum(x) - x`` per user, which is all the
 backward needs; the three products (logits, gradient of the hidden layer, gradient of the weight)
-are issued in the transposes measured fastest (see ``aerec.bench``).
+are issued in the orientation measured fastest for the precision (see ``_LinearMultinomialNLL``
+and ``aerec.bench.layout_rates``).
 
 The value is the same sum as ``-(log_softmax(h W + b)[rows, cols] * x).sum()``, computed as
 ``-(x * (l[rows, cols] - logsumexp(l)[rows])).sum()``, with one exponential per logit and no
@@ -54,45 +55,75 @@ def linear_multinomial_nll(
 
 
 class _LinearMultinomialNLL(torch.autograd.Function):
+    # The orientation of the logits is chosen by the products' measured rates on the CPU (see
+    # aerec.bench.layout_rates and benchmarks/RESULTS-speed.md): in fp32 the products that write a
+    # wide batch x items (or hidden x items) matrix ran at ~65% of the rate of their transposes,
+    # so the logits are computed items x batch, W^T h^T, and the weight's gradient as (G^T h)^T,
+    # then copied into W's layout; in bf16 the wide products are the faster ones, so the logits
+    # are batch x items, as on the GPU (where the layouts run alike and the copy would be waste).
+    # The softmax reduces along the items' dimension either way.
+
     @staticmethod
     def forward(ctx, h, weight, bias, rows, cols, x, dtype):  # type: ignore[override]
         low = dtype is not None and dtype != torch.float32
+        items_first = not low and h.device.type == "cpu"
         with torch.autocast(h.device.type, enabled=False):
             hc = h.to(dtype) if low else h.float()
             wc = weight.to(dtype) if low else weight
-            logits = torch.addmm(bias.to(wc.dtype), hc, wc)
-            picked = logits[rows, cols].float()
-            # One exp per logit, in place: e = exp(l - max), s = sum(e), lse = max + log(s).
-            # (torch.logsumexp would allocate a batch x items temporary and exponentiate again.)
-            # In bf16 the subtraction also converts to fp32, in the same pass.
-            row_max = logits.amax(dim=1, keepdim=True).float()
-            e = torch.sub(logits, row_max) if low else logits.sub_(row_max)
+            b = bias.to(wc.dtype)
+            if items_first:
+                logits, items_dim, entries = torch.addmm(b.unsqueeze(1), wc.t(), hc.t()), 0, (cols, rows)
+            else:
+                logits, items_dim, entries = torch.addmm(b.unsqueeze(0), hc, wc), 1, (rows, cols)
+            picked = logits[entries].float()
+            # In bf16, everything from here is fp32: torch's CPU kernels that reduce or convert
+            # bf16 on the fly are several times slower than one conversion and fp32 kernels.
+            e = logits.float() if low else logits
             del logits
-            e.exp_()
-            s = e.sum(dim=1)
-            lse = row_max.squeeze(1) + s.log()
+            # One exp per logit, in place: e = exp(l - max), s = sum(e), lse = max + log(s).
+            # (torch.logsumexp would allocate a temporary of the logits' size and exponentiate
+            # again.)
+            row_max = e.amax(dim=items_dim, keepdim=True)
+            e.sub_(row_max).exp_()
+            s = e.sum(dim=items_dim)
+            lse = row_max.squeeze(items_dim) + s.log()
             total = -(x * (picked - lse[rows])).sum()
-            # d total / d logits = softmax(l) * sum_i x_ui - x_ui, written over e (in bf16 into a
-            # bf16 buffer, the operand the backward products take).
-            x_sum = torch.zeros(e.shape[0], dtype=e.dtype, device=e.device)
+            # d total / d logits = softmax(l) * sum_i x_ui - x_ui, written over e.
+            x_sum = torch.zeros(s.shape[0], dtype=e.dtype, device=e.device)
             x_sum.index_add_(0, rows, x)
-            scale = (x_sum / s).unsqueeze(1)
-            g = torch.mul(e, scale, out=torch.empty_like(e, dtype=wc.dtype)) if low else e.mul_(scale)
+            e.mul_((x_sum / s).unsqueeze(items_dim))
+            e.index_put_(entries, -x.to(e.dtype), accumulate=True)
+            grad_b = e.sum(dim=1 - items_dim)  # the bias's gradient, while e is fp32
+            g = e.to(wc.dtype) if low else e  # the backward products' operand
             del e
-            g.index_put_((rows, cols), -x.to(g.dtype), accumulate=True)
-        ctx.save_for_backward(h, wc, g)
+        ctx.items_first = items_first
+        ctx.save_for_backward(h, wc, g, grad_b)
         return total
 
     @staticmethod
     def backward(ctx, grad_total):  # type: ignore[override]
-        h, wc, g = ctx.saved_tensors
-        grad_h = grad_w = grad_b = None
+        h, wc, g, grad_b = ctx.saved_tensors
+        grad_h = grad_w = None
         scale = grad_total.to(torch.float32)
+        g_batch_first = g.t() if ctx.items_first else g
         if ctx.needs_input_grad[0]:
-            grad_h = (g @ wc.t()).float().mul_(scale).to(h.dtype)
+            grad_h = (g_batch_first @ wc.t()).float().mul_(scale).to(h.dtype)
         if ctx.needs_input_grad[1]:
             # The scale goes on the small factor (in fp32), not on the (d, items) product.
-            grad_w = ((h.float() * scale).to(wc.dtype).t() @ g).float()
-        if ctx.needs_input_grad[2]:
-            grad_b = g.sum(0, dtype=torch.float32).mul_(scale)
-        return grad_h, grad_w, grad_b, None, None, None, None
+            hs = (h.float() * scale).to(wc.dtype)
+            if ctx.items_first:
+                grad_w = _transposed(g @ hs)
+            else:
+                grad_w = (hs.t() @ g).float()
+        return grad_h, grad_w, grad_b * scale, None, None, None, None
+
+
+def _transposed(a: torch.Tensor, tile: int = 512) -> torch.Tensor:
+    """``a.t()`` as a new contiguous fp32 tensor. On the CPU it is copied in tiles of columns that
+    stay in cache, twice as fast as one strided copy of a 48 MB matrix."""
+    out = torch.empty(a.shape[1], a.shape[0], dtype=torch.float32, device=a.device)
+    if a.device.type != "cpu":
+        return out.copy_(a.t())
+    for start in range(0, a.shape[0], tile):
+        out[:, start:start + tile].copy_(a[start:start + tile].t())
+    return out

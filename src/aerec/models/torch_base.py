@@ -356,7 +356,9 @@ class TorchRecommender(Recommender):
         try:
             batch = SparseBatch.from_csr(user_items, self.device_)
             with self._autocast(self.device_):
-                return self._forward_scores(self.module_, batch)
+                scores = self._forward_scores(self.module_, batch)
+            # bf16 scores as fp32 (the same values): top-k and masking are faster in fp32.
+            return scores.float() if scores.dtype in (torch.bfloat16, torch.float16) else scores
         finally:
             self.module_.train(was_training)
 
