@@ -8,7 +8,7 @@ Recall@20 / @50 and NDCG@100 with standard errors on the seed-98765 split, the m
 
 Usage::
 
-    AEREC_DATA_DIR=../shared/data python benchmarks/paper.py [--seeds 5] [--epochs 200] [--out FILE]
+    AEREC_DATA_DIR=../shared/data python benchmarks/paper.py [--seeds 5] [--epochs 200] [--out FILE] [--raw FILE]
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--out", help="also write the table to this Markdown file")
+    parser.add_argument("--raw", help="also write every run's metrics to this JSON file")
     args = parser.parse_args()
     rows = []
+    raw: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in DATASETS:
             for model in MODELS:
                 runs = [train(dataset, model, s, args.epochs, Path(tmp)) for s in SEEDS[:args.seeds]]
+                raw[f"{dataset}/{model}"] = [dict(r, split_seed=s) for r, s in zip(runs, SEEDS)]
                 first = runs[0]
                 ndcgs = [r["ndcg@100"] for r in runs]
                 spread = statistics.stdev(ndcgs) if len(ndcgs) > 1 else 0.0
@@ -71,6 +74,8 @@ def main() -> None:
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
+    if args.raw:
+        Path(args.raw).write_text(json.dumps(raw, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,12 @@ def test_bf16_epoch_reports_its_own_rate():
     out = bench.time_epoch(BenchShape(200, 80, 2_000), params={"batch_size": 100},
                            precision="bf16", gemm_size=256)
     assert out["precision"] == "bf16" and out["bf16_gemm_gflops"] > 0
+
+
+def test_precision_given_by_set_is_used_and_a_conflict_is_refused(capsys):
+    # --set precision=bf16 was once overridden by --precision's default without a word.
+    args = ["bench", "eval", "--items", "80", "--users", "100", "--gemm-size", "256", "--json"]
+    assert main([*args, "--set", "precision=bf16"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "bf16"
+    assert main([*args, "--set", "precision=bf16", "--precision", "fp32"]) == 2
+    assert "disagree" in capsys.readouterr().err

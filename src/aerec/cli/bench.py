@@ -11,6 +11,7 @@ import argparse
 import json
 
 from aerec.config import parse_assignments
+from aerec.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +61,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="mult-vae", help="model (default mult-vae)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                    help="a hyperparameter, e.g. --set batch_size=1000 (repeatable)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="fp32, or bf16 products where the hardware has them (default fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="fp32, or bf16 products where the hardware has them (default fp32; "
+                   "--set precision=... is the same)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -77,13 +79,27 @@ def _shape(args: argparse.Namespace):
                             interactions=args.interactions)
 
 
+def _params_and_precision(args: argparse.Namespace) -> tuple[dict, str]:
+    """The --set hyperparameters, with ``precision`` taken out of them: it is also an option of
+    its own, and the two must not disagree (one used to override the other silently)."""
+    params = parse_assignments(args.set)
+    from_set = params.pop("precision", None)
+    if from_set is not None and args.precision is not None and str(from_set) != args.precision:
+        raise ConfigError(f"--precision {args.precision} and --set precision={from_set} disagree")
+    precision = str(from_set or args.precision or "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be fp32 or bf16, got {precision!r}")
+    return params, precision
+
+
 def _run_epoch(args: argparse.Namespace) -> int:
     from aerec.bench import time_epoch
     from aerec.hardware import keep_freed_memory
 
     keep_freed_memory()
-    result = time_epoch(_shape(args), model=args.model, params=parse_assignments(args.set),
-                        precision=args.precision, device=args.device, seed=args.seed,
+    params, precision = _params_and_precision(args)
+    result = time_epoch(_shape(args), model=args.model, params=params,
+                        precision=precision, device=args.device, seed=args.seed,
                         layouts=args.layouts, gemm_size=args.gemm_size)
     _print(result, args.json, "seconds_per_epoch")
     return 0
@@ -95,8 +111,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     keep_freed_memory()
     items = args.items if args.items is not None else BenchShape.named(args.shape).n_items
+    params, precision = _params_and_precision(args)
     result = time_eval(items, n_users=args.users, k=args.k, model=args.model,
-                       params=parse_assignments(args.set), precision=args.precision,
+                       params=params, precision=precision,
                        device=args.device, batch_size=args.batch_size, seed=args.seed,
                        gemm_size=args.gemm_size)
     _print(result, args.json, "seconds")
