@@ -4,7 +4,9 @@ For ML-100K and ml-latest-small (ratings >= 4, users >= 5, 10% of users held out
 10% for test), each model is trained with ``aerec train`` in its own process (so that peak memory
 is the run's own), at the split seed 98765 and four more. Prints a Markdown table: truncated
 Recall@20 / @50 and NDCG@100 with standard errors on the seed-98765 split, the mean and spread
-(sample standard deviation) of NDCG@100 over the seeds, seconds per epoch, total time, peak memory.
+(sample standard deviation) of NDCG@100 over the seeds, and the median over the seeds of the
+seconds per epoch and of the total time (the median: a disturbed run on a shared machine moves
+it less than the mean), and the largest peak memory.
 
 Usage::
 
@@ -59,14 +61,15 @@ def main() -> None:
                     f"| {first['truncated_recall@50']:.3f} ± {first['truncated_recall@50_se']:.3f} "
                     f"| {first['ndcg@100']:.3f} ± {first['ndcg@100_se']:.3f} "
                     f"| {statistics.mean(ndcgs):.3f} ± {spread:.3f} "
-                    f"| {statistics.mean(r['seconds_per_epoch'] for r in runs) * 1000:.1f} "
-                    f"| {statistics.mean(r['total_seconds'] for r in runs):.1f} "
+                    f"| {statistics.median(r['seconds_per_epoch'] for r in runs) * 1000:.1f} "
+                    f"| {statistics.median(r['total_seconds'] for r in runs):.1f} "
                     f"| {max(r['peak_rss_mb'] for r in runs):.0f} |"
                 )
                 print(rows[-1], flush=True)
     header = (
         f"| data | model | test users | tRecall@20 (seed 98765) | tRecall@50 | NDCG@100 "
-        f"| NDCG@100 over {args.seeds} seeds (mean ± sd) | ms / epoch | total s | peak MB |\n"
+        f"| NDCG@100 over {args.seeds} seeds (mean ± sd) | ms / epoch (median) | total s (median) "
+        "| peak MB |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     table = header + "\n" + "\n".join(rows)

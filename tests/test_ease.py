@@ -60,30 +60,30 @@ def test_ratings_are_binarised():
 
 
 def test_memory_estimate_arithmetic():
-    # items^2 * 8 bytes * DENSE_MATRICES (2): 20,000 items (ML-20M) -> 6.4e9 bytes
-    assert ease_module.DENSE_MATRICES == 2
-    assert memory_needed(20_000) == 20_000 * 20_000 * 8 * 2 == 6_400_000_000
-    assert memory_needed(1) == 16
-    assert largest_fitting(6_400_000_000) == 20_000
-    assert largest_fitting(6_399_999_999) == 19_999
+    # items^2 * 8 bytes * DENSE_MATRICES (3): 20,000 items (ML-20M) -> 9.6e9 bytes
+    assert ease_module.DENSE_MATRICES == 3
+    assert memory_needed(20_000) == 20_000 * 20_000 * 8 * 3 == 9_600_000_000
+    assert memory_needed(1) == 24
+    assert largest_fitting(9_600_000_000) == 20_000
+    assert largest_fitting(9_599_999_999) == 19_999
     assert largest_fitting(0) == 0
 
 
 def test_refuses_before_allocating_when_memory_is_short(monkeypatch):
     x = _data(n_items=12)
-    # 12 items need 12^2 * 16 = 2304 bytes; pretend only 1600 are available
-    monkeypatch.setattr(ease_module, "available_memory", lambda: 1600)
+    # 12 items need 12^2 * 24 = 3456 bytes; pretend only 2400 are available
+    monkeypatch.setattr(ease_module, "available_memory", lambda: 2400)
     monkeypatch.setattr(ease_module, "gram_matrix", lambda *a: pytest.fail("allocated anyway"))
     with pytest.raises(ConfigError) as err:
         EASE(lam=1.0).fit(sp.csr_matrix(x))
     message = str(err.value)
     assert "12 items" in message and "--set max_items=N" in message
-    assert "N <= 10 fits" in message  # isqrt(1600 / 16) = 10
+    assert "N <= 10 fits" in message  # isqrt(2400 / 24) = 10
 
 
 def test_max_items_makes_it_fit_and_keeps_the_most_popular(monkeypatch):
     x = _data(n_items=12)
-    monkeypatch.setattr(ease_module, "available_memory", lambda: 1600)
+    monkeypatch.setattr(ease_module, "available_memory", lambda: 2400)
     model = EASE(lam=1.0, max_items=10).fit(sp.csr_matrix(x))
     counts = x.sum(axis=0)
     expected = np.sort(np.argsort(-counts, kind="stable")[:10])

@@ -17,8 +17,9 @@ may prefer a smaller value, to be tuned on validation.
 Deliberate choices, not in the paper:
 
 * ``G + lam I`` is symmetric positive definite (``lam > 0``), so it is inverted through its
-  Cholesky factor (LAPACK ``potrf`` in place, then the inverse from the factor): two dense float64
-  items x items matrices at the peak; the weights are kept in float32 for scoring.
+  Cholesky factor (LAPACK ``potrf``, then the inverse from the factor), written back into the
+  Gram matrix's memory: two or three dense float64 items x items matrices at the peak (see
+  :data:`DENSE_MATRICES`); the weights are kept in float32 for scoring.
 * before any allocation the memory the solve needs is estimated (:func:`memory_needed`) and
   compared with what the machine has; when it does not fit, fitting stops with a message naming
   both figures and the ``max_items`` setting that restricts the model to the most popular items.
@@ -41,9 +42,12 @@ import torch
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models.base import Recommender
 
-#: Dense items x items float64 matrices the fit holds at once, counting the float32 weights as one
-#: half and rounding up for the Gram matrix's block temporaries and LAPACK's workspace.
-DENSE_MATRICES = 2
+#: Dense items x items float64 matrices the fit may hold at once. The solve itself needs two (the
+#: Gram matrix, overwritten, and the temporary that torch's Cholesky calls work in), but at 20,000
+#: items the peak measured 6.6 GB in one run and 9.7 GB in another with the same code: when the
+#: allocator cannot reuse the freed temporary in place, a third appears. The estimate is the
+#: larger one.
+DENSE_MATRICES = 3
 _BYTES = 8  # float64
 _GIB = 2**30
 
@@ -153,8 +157,8 @@ def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
         raise TrainingDivergedError(
             f"EASE: G + lam I is not positive definite (LAPACK info {int(info)}); raise lam"
         )
-    # Into gram's memory again: torch works in a temporary of the same size and copies back, so
-    # two dense matrices at the peak (a third without out=, measured: 9.6 GB at 20,000 items).
+    # Into gram's memory again: torch works in a temporary of the same size and copies back
+    # (without out= the inverse would be a third matrix held beside the other two).
     torch.cholesky_inverse(a, out=a)
     diag = a.diagonal().clone()
     a.div_(diag.neg_())  # column j divided by -P_jj
