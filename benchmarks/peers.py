@@ -554,7 +554,7 @@ RecVAE 600 / 200, gamma 0.005, 3 + 1 passes; EASE reg_weight 250. Cornac 2.2.2 a
 100, Adam 1e-3; RecVAE 600 / 200, gamma 0.005, 50 epochs, no model selection; EASE lamb 500 with
 posB (non-negative weights). Machine: 2-core AMD EPYC (AVX512_BF16). Seeds 98765, 1 and 2 ran
 while the machine was shared with other jobs (load average 4 to 9); seeds 3 and 4 ran in a later
-session beside one other single-threaded benchmark. Wall-clock figures are noisy: the speed
+session beside this project's other benchmarks and tests (load average about 2 to 3). Wall-clock figures are noisy: the speed
 ratios are taken per seed, against aerec's Mult-VAE on the same split in the same stretch of the
 run."""
 
