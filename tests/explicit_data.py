@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from aerec.data.interactions import Interactions
 from aerec.data.splits import HeldOut
@@ -37,3 +38,15 @@ def global_mean_rmse(train: Interactions, heldout: HeldOut) -> float:
     """RMSE of predicting the training mean for every target."""
     truth = heldout.targets.matrix.data
     return float(np.sqrt(np.mean((truth - train.matrix.data.mean()) ** 2)))
+
+
+def assert_resume_is_bit_identical(cls, params: dict, train: Interactions, validation: HeldOut,
+                                   tmp_path) -> None:
+    """Four epochs in one go equal two epochs, then a resume to four from the checkpoint: every
+    weight bit for bit and every epoch's validation RMSE."""
+    full = cls(epochs=4, **params).fit(train, validation, run_dir=tmp_path / "a")
+    cls(epochs=2, **params).fit(train, validation, run_dir=tmp_path / "b")
+    resumed = cls(epochs=4, **params).fit(train, validation, run_dir=tmp_path / "b", resume=True)
+    for name, value in full.module_.state_dict().items():
+        assert torch.equal(value, resumed.module_.state_dict()[name]), name
+    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]

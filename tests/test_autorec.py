@@ -13,7 +13,7 @@ from aerec.data.splits import HeldOut
 from aerec.models import IAutoRec, UAutoRec
 from aerec.models.explicit import masked_squared_error, ridge_fold_in
 from aerec.models.sparse import SparseBatch
-from explicit_data import global_mean_rmse, rank_one
+from explicit_data import assert_resume_is_bit_identical, global_mean_rmse, rank_one
 
 FAST = {"hidden": (20,), "lam": 0.1, "lr": 0.01, "batch_size": 64, "device": "cpu"}
 
@@ -208,10 +208,4 @@ def test_rprop_full_batch_and_deep_extension_train(data):
 
 def test_i_autorec_resume_is_bit_identical(data, tmp_path):
     train, val, _ = data
-    params = dict(FAST, input_dropout=0.2)
-    full = IAutoRec(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
-    IAutoRec(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
-    resumed = IAutoRec(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b", resume=True)
-    for name, value in full.module_.state_dict().items():
-        assert torch.equal(value, resumed.module_.state_dict()[name]), name
-    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]
+    assert_resume_is_bit_identical(IAutoRec, dict(FAST, input_dropout=0.2), train, val, tmp_path)

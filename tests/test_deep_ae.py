@@ -15,7 +15,7 @@ from aerec.models import DeepAutoencoder
 from aerec.models.sparse import SparseBatch
 from aerec.models.torch_base import TrainState
 from aerec.persistence import load_state
-from explicit_data import global_mean_rmse, rank_one
+from explicit_data import assert_resume_is_bit_identical, global_mean_rmse, rank_one
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +195,4 @@ def test_save_load_scores_bit_identically(data, tmp_path):
 def test_resume_is_bit_identical(tmp_path):
     train, val, _ = rank_one(n_users=30, n_items=16)
     params = dict(hidden=(8, 4), dropout=0.5, batch_size=8, device="cpu")
-    full = DeepAutoencoder(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
-    DeepAutoencoder(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
-    resumed = DeepAutoencoder(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b",
-                                                      resume=True)
-    for name, value in full.module_.state_dict().items():
-        assert torch.equal(value, resumed.module_.state_dict()[name]), name
-    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]
+    assert_resume_is_bit_identical(DeepAutoencoder, params, train, val, tmp_path)

@@ -9,7 +9,7 @@ import torch
 
 from aerec.data.interactions import Interactions
 from aerec.models import BiasedMF
-from explicit_data import global_mean_rmse, rank_one
+from explicit_data import assert_resume_is_bit_identical, global_mean_rmse, rank_one
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,5 @@ def test_save_load_predicts_bit_identically(model, data, tmp_path):
 
 def test_resume_is_bit_identical(data, tmp_path):
     train, val, _ = data
-    params = dict(factors=4, batch_size=256, device="cpu")
-    full = BiasedMF(epochs=4, **params).fit(train, val, run_dir=tmp_path / "a")
-    BiasedMF(epochs=2, **params).fit(train, val, run_dir=tmp_path / "b")
-    resumed = BiasedMF(epochs=4, **params).fit(train, val, run_dir=tmp_path / "b", resume=True)
-    for name, value in full.module_.state_dict().items():
-        assert torch.equal(value, resumed.module_.state_dict()[name]), name
-    assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]
+    assert_resume_is_bit_identical(BiasedMF, dict(factors=4, batch_size=256, device="cpu"),
+                                   train, val, tmp_path)

@@ -358,8 +358,8 @@ def time_ease(
 
     The two stages are :func:`aerec.models.ease.gram_matrix` and
     :func:`aerec.models.ease.ease_weights`, which ``EASE.fit`` runs one after the other. The floor
-    uses the fp64 product rate of PyTorch's BLAS (which the solve's LAPACK calls use); the Gram matrix, a
-    sparse product, is reported apart (``gram_seconds``, ``gram_flops``).
+    uses the fp64 product rate of PyTorch's BLAS (which the solve's LAPACK calls use); the Gram
+    matrix, a sparse product, is reported apart (``gram_seconds``, ``gram_flops``).
     """
     from aerec.models import ease as ease_module
 

@@ -122,7 +122,8 @@ def check_memory(n_items: int, available: int | None = None) -> None:
 
 
 def gram_matrix(matrix: sp.csr_matrix, block: int = 2048) -> np.ndarray:
-    """Dense float64 ``X^T X`` (Fortran order, for LAPACK), built a block of columns at a time.
+    """Dense float64 ``X^T X`` (Fortran order: a block of columns is contiguous), built a block
+    of columns at a time.
 
     The sparse product of a whole data set can hold nearly items^2 entries at 12 bytes each;
     block by block, only one block's sparse product exists beside the dense result.
@@ -143,7 +144,6 @@ def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
     Returns float32 ``B`` with ``B_ij = -P_ij / P_jj`` and a zero diagonal, where
     ``P = (gram + lam I)^-1``.
     """
-    n = gram.shape[0]
     # The Gram matrix is symmetric, so a Fortran-ordered one seen transposed is the same matrix,
     # C-contiguous: torch works on gram's own memory.
     a = torch.from_numpy(gram.T if gram.flags.f_contiguous else np.ascontiguousarray(gram))

@@ -356,9 +356,7 @@ class TorchRecommender(Recommender):
         try:
             batch = SparseBatch.from_csr(user_items, self.device_)
             with self._autocast(self.device_):
-                scores = self._forward_scores(self.module_, batch)
-            # bf16 scores as fp32 (the same values): top-k and masking are faster in fp32.
-            return scores.float() if scores.dtype in (torch.bfloat16, torch.float16) else scores
+                return self._forward_scores(self.module_, batch)
         finally:
             self.module_.train(was_training)
 
