@@ -48,6 +48,7 @@ STEPS = [
     ("output", "+ output layer, softmax and loss in one step, in place"),
     ("bag", "+ first layer as embedding_bag; radix sort of the batch's columns"),
     ("alloc", "+ reuse freed memory instead of fresh pages (mallopt)"),
+    ("tiles", "+ output layer's products in tiles of 512 items (before: one product each)"),
 ]
 
 
@@ -57,7 +58,7 @@ def _install_before(upto: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    from aerec.models import sparse, vae
+    from aerec.models import fused, sparse, vae
 
     names = [name for name, _ in STEPS]
     done = set(names[: names.index(upto) + 1])
@@ -93,6 +94,8 @@ def _install_before(upto: str) -> None:
                        t_crow=put(t_crow), t_col=put(rows[perm]), t_perm=put(perm),
                        shape=(n_rows, n_cols))
         sparse.SparseBatch.from_csr = classmethod(from_csr_int64_sort)
+    if "tiles" not in done:
+        fused.ITEM_TILE = 1 << 40  # one tile: each product over all items at once
 
 
 def _csr_matmul_class():
@@ -130,7 +133,8 @@ def _worker_step(step: str, users: int) -> dict:
 
     _CsrMatmul = _csr_matmul_class()
     _install_before(step)
-    if step == "alloc":
+    names = [name for name, _ in STEPS]
+    if names.index(step) >= names.index("alloc"):
         keep_freed_memory()
     out = time_epoch(BenchShape.named("ml-20m", users=users))
     out["step"] = step

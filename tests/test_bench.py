@@ -52,7 +52,7 @@ def test_shapes_by_name_and_by_size():
 def test_rates_are_positive_and_layouts_cover_three_products():
     assert bench.gemm_gflops(n=128, repeats=1, min_seconds=0.01) > 0
     rates = bench.layout_rates(16, 8, 64, repeats=1, min_seconds=0.01)
-    assert set(rates) == {"hidden_major", "items_major"}
+    assert set(rates) == {"hidden_major", "items_major", "tiled"}
     for r in rates.values():
         assert set(r) == {"forward", "grad_input", "grad_weight", "seconds"}
         assert all(v > 0 for v in r.values())

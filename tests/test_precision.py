@@ -12,7 +12,8 @@ import torch
 from aerec import hardware
 from aerec.errors import ConfigError
 from aerec.models import MultDAE, MultVAE
-from aerec.models.fused import linear_multinomial_nll
+from aerec.models import fused
+from aerec.models.fused import linear_multinomial_nll, tiled_decoder_scores
 from aerec.models.sparse import SparseBatch
 
 bf16_cpu = pytest.mark.skipif(not hardware.bf16_supported("cpu"),
@@ -60,6 +61,31 @@ def test_fused_output_layer_equals_log_softmax_and_its_gradients():
     assert got == pytest.approx(ref, rel=1e-6)
     for a, b in zip(ref_grads, got_grads):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [1, 4, 13, 100])
+def test_fused_output_layer_in_tiles_of_items_equals_log_softmax(monkeypatch, tile):
+    # 13 items in tiles of 1, of 4 (the last one short), of exactly 13 and of more than 13
+    monkeypatch.setattr(fused, "ITEM_TILE", tile)
+    assert fused.item_tiles(13)[-1][1] == 13 and len(fused.item_tiles(13)) == -(-13 // tile)
+    batch = _batch()
+    leaves = _leaves(seed=4)
+    ref, ref_grads = _grads(lambda h, w, b: _reference(h, w, b, batch), leaves)
+    got, got_grads = _grads(
+        lambda h, w, b: linear_multinomial_nll(h, w, b, batch.rows, batch.col, batch.values), leaves)
+    assert got == pytest.approx(ref, rel=1e-6)
+    for a, b in zip(ref_grads, got_grads):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+    h, w, b = (t.detach() for t in leaves)
+    with torch.no_grad():
+        assert torch.allclose(tiled_decoder_scores(h, w, b), torch.addmm(b, h, w), atol=1e-6)
+
+
+def test_tiled_scores_keep_autograd_when_a_graph_is_built(monkeypatch):
+    monkeypatch.setattr(fused, "ITEM_TILE", 4)
+    h, w, b = _leaves(seed=5)
+    tiled_decoder_scores(h, w, b).sum().backward()  # falls back to one differentiable addmm
+    assert torch.allclose(h.grad, w.sum(1).expand(7, 5)) and torch.equal(b.grad, torch.full((13,), 7.0))
 
 
 def test_fused_output_layer_with_an_empty_row_and_a_scaled_loss():

@@ -226,3 +226,38 @@ def test_tune_command_refuses_a_bad_pinned_value(fake_data, tmp_path, capsys):
     assert code == 2
     assert "latent must be an integer" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_running_trials_of_dead_or_unrecorded_owners_are_failed_and_others_kept():
+    import datetime
+    import socket
+
+    from aerec import tuning
+
+    study = optuna.create_study()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    owners = {"dead": {"host": host, "pid": int(dead.stdout)},
+              "live": {"host": host, "pid": os.getppid()},
+              "other machine": {"host": "not-" + host, "pid": int(dead.stdout)}}
+    trials = {}
+    for name, owner in owners.items():
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2)})
+        trial.set_user_attr("owner", owner)
+        trials[name] = trial
+    trials["unrecorded"] = study.ask()  # killed before it recorded its owner, or just started
+
+    def states():
+        return {name: study.get_trials()[t.number].state for name, t in trials.items()}
+
+    tuning._recover_abandoned(study, study._storage)
+    assert states() == {"dead": TrialState.FAIL, "live": TrialState.RUNNING,
+                        "other machine": TrialState.RUNNING, "unrecorded": TrialState.RUNNING}
+    # the dead owner's drawn parameters are queued to be tried again
+    assert [t.system_attrs["fixed_params"] for t in study.get_trials(
+        states=(TrialState.WAITING,))] == [trials["dead"].params]
+    # once the grace period has passed, an owner-less trial counts as abandoned
+    later = datetime.datetime.now() + datetime.timedelta(seconds=tuning._UNOWNED_GRACE_SECONDS + 1)
+    tuning._recover_abandoned(study, study._storage, now=later)
+    assert states()["unrecorded"] == TrialState.FAIL and states()["live"] == TrialState.RUNNING

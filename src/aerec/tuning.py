@@ -24,6 +24,7 @@ suggestion of that name is answered with the pinned value and not recorded as a 
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import shutil
@@ -112,8 +113,8 @@ def make_objective(model_cls: type[Recommender], train: Any, validation: HeldOut
     key = f"val_{getattr(model_cls, 'selection_metric', 'ndcg@100')}"
 
     def objective(trial: Any) -> float:
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("host", socket.gethostname())
+        # One write, so that a kill cannot leave a trial with a pid but no host (or the reverse).
+        trial.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid()})
         params = {**space(_PinnedTrial(trial, pinned)), **pinned}
         model = model_cls(**params)
         trial.set_user_attr("params", model.get_params())
@@ -193,20 +194,33 @@ def finished_trials(study: Any) -> list[Any]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def _recover_abandoned(study: Any, store: Any) -> None:
+def _recover_abandoned(study: Any, store: Any, now: datetime.datetime | None = None) -> None:
     from optuna.trial import TrialState
 
     host = socket.gethostname()
+    now = now or datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+        owner = trial.user_attrs.get("owner")
+        if not isinstance(owner, dict):
+            # Killed between creating the trial and recording its owner; a live process records
+            # it within milliseconds, so one that has not after a while never will.
+            started = trial.datetime_start or now
+            if (now - started).total_seconds() < _UNOWNED_GRACE_SECONDS:
+                continue
+        elif owner.get("host") != host or _alive(owner.get("pid")):
             continue  # another live process (or machine) owns it
         store.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
-def _alive(pid: int) -> bool:
+#: Seconds after which a running trial that never recorded its owner counts as abandoned.
+_UNOWNED_GRACE_SECONDS = 10.0
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
     if pid == os.getpid():
         return False  # this process is starting the study: nothing of it is running yet
     try:

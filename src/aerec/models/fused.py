@@ -6,7 +6,7 @@ products: ``log_softmax`` writes a second such matrix, the gather's backward a z
 of the loss with respect to the logits, ``softmax(l) * sum(x) - x`` per user, which is all the
 backward needs; the three products (logits, gradient of the hidden layer, gradient of the weight)
 are issued in the orientation measured fastest for the precision (see ``_LinearMultinomialNLL``
-and ``aerec.bench.layout_rates``).
+and ``aerec.bench.layout_rates``) and, in fp32 on the CPU, in tiles of items (see ``ITEM_TILE``).
 
 The value is the same sum as ``-(log_softmax(h W + b)[rows, cols] * x).sum()``, computed as
 ``-(x * (l[rows, cols] - logsumexp(l)[rows])).sum()``, with one exponential per logit and no
@@ -20,7 +20,46 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["linear_multinomial_nll"]
+__all__ = ["ITEM_TILE", "item_tiles", "linear_multinomial_nll", "tiled_decoder_scores"]
+
+# Items per tile of the output layer's fp32 products on the CPU. One product over all 20,108
+# items of the ML-20M shape ran at 90-110 GFLOP/s here, the same product issued in tiles of
+# 256-1,024 items at 150-180 (the 2048^2 floor's rate): a tile's slice of the weight (600 x 512
+# floats, 1.2 MB) and of the output stay in cache while the BLAS kernel sweeps the batch. See
+# benchmarks/RESULTS-speed.md.
+ITEM_TILE = 512
+
+
+def item_tiles(n_items: int, tile: int | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive tiles covering ``range(n_items)``, ``ITEM_TILE`` long by
+    default."""
+    tile = ITEM_TILE if tile is None else tile
+    return [(start, min(start + tile, n_items)) for start in range(0, n_items, tile)]
+
+
+def tiled_decoder_scores(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``h @ weight + bias`` for scoring (no autograd), in tiles of items on the CPU in fp32.
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        ``(batch, d)`` input of the output layer.
+    weight, bias : torch.Tensor
+        ``(d, items)`` and ``(items,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, items)`` scores, equal to ``torch.addmm(bias, h, weight)`` up to float rounding.
+    """
+    builds_graph = torch.is_grad_enabled() and any(t.requires_grad for t in (h, weight, bias))
+    fp32_cpu = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
+    if builds_graph or not fp32_cpu or torch.is_autocast_enabled("cpu"):
+        return torch.addmm(bias, h, weight)
+    out = torch.empty(h.shape[0], weight.shape[1], dtype=h.dtype)
+    for start, stop in item_tiles(weight.shape[1]):
+        torch.addmm(bias[start:stop], h, weight[:, start:stop], out=out[:, start:stop])
+    return out
 
 
 def linear_multinomial_nll(
@@ -61,7 +100,11 @@ class _LinearMultinomialNLL(torch.autograd.Function):
     # so the logits are computed items x batch, W^T h^T, and the weight's gradient as (G^T h)^T,
     # then copied into W's layout; in bf16 the wide products are the faster ones, so the logits
     # are batch x items, as on the GPU (where the layouts run alike and the copy would be waste).
-    # The softmax reduces along the items' dimension either way.
+    # The softmax reduces along the items' dimension either way. In fp32 on the CPU the logits
+    # and the weight's gradient, the two products that write an items-wide matrix, run tile by
+    # tile of ITEM_TILE items, which also writes the weight's gradient in W's layout directly (no
+    # transposed copy of a (d, items) matrix); the hidden layer's gradient, which reduces over the
+    # items, is one product.
 
     @staticmethod
     def forward(ctx, h, weight, bias, rows, cols, x, dtype):  # type: ignore[override]
@@ -72,7 +115,7 @@ class _LinearMultinomialNLL(torch.autograd.Function):
             wc = weight.to(dtype) if low else weight
             b = bias.to(wc.dtype)
             if items_first:
-                logits, items_dim, entries = torch.addmm(b.unsqueeze(1), wc.t(), hc.t()), 0, (cols, rows)
+                logits, items_dim, entries = _items_first_logits(hc, wc, b), 0, (cols, rows)
             else:
                 logits, items_dim, entries = torch.addmm(b.unsqueeze(0), hc, wc), 1, (rows, cols)
             picked = logits[entries].float()
@@ -107,21 +150,25 @@ class _LinearMultinomialNLL(torch.autograd.Function):
         scale = grad_total.to(torch.float32)
         g_batch_first = g.t() if ctx.items_first else g
         if ctx.needs_input_grad[0]:
+            # One product: it reduces over the items, and ran as fast whole as in tiles.
             grad_h = (g_batch_first @ wc.t()).float().mul_(scale).to(h.dtype)
         if ctx.needs_input_grad[1]:
             # The scale goes on the small factor (in fp32), not on the (d, items) product.
             hs = (h.float() * scale).to(wc.dtype)
             if ctx.items_first:
-                grad_w = _transposed(g @ hs)
+                grad_w = torch.empty_like(wc)
+                hs_t = hs.t()
+                for start, stop in item_tiles(g.shape[0]):
+                    torch.mm(hs_t, g[start:stop].t(), out=grad_w[:, start:stop])
             else:
                 grad_w = (hs.t() @ g).float()
         return grad_h, grad_w, grad_b * scale, None, None, None, None
 
 
-def _transposed(a: torch.Tensor, tile: int = 512) -> torch.Tensor:
-    """``a.t()`` of an fp32 CPU matrix as a new contiguous tensor, copied in tiles of columns that
-    stay in cache: twice as fast as one strided copy of a 48 MB matrix (26 against 52 ms)."""
-    out = torch.empty(a.shape[1], a.shape[0], dtype=a.dtype)
-    for start in range(0, a.shape[0], tile):
-        out[:, start:start + tile].copy_(a[start:start + tile].t())
-    return out
+def _items_first_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``(h @ weight + bias).t()`` as a contiguous ``(items, batch)`` matrix, tile by tile."""
+    logits = torch.empty(weight.shape[1], h.shape[0], dtype=h.dtype)
+    h_t = h.t()
+    for start, stop in item_tiles(weight.shape[1]):
+        torch.addmm(bias[start:stop].unsqueeze(1), weight[:, start:stop].t(), h_t, out=logits[start:stop])
+    return logits

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerec.models.sparse import SparseBatch
-from aerec.models.fused import linear_multinomial_nll
+from aerec.models.fused import linear_multinomial_nll, tiled_decoder_scores
 from aerec.models.torch_base import Precision, TorchRecommender, TrainState, make_adam
 
 Likelihood = Literal["multinomial", "gaussian", "logistic"]
@@ -87,7 +87,7 @@ class AutoencoderNet(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder: latent codes to item logits."""
-        return torch.addmm(self.biases[-1], self.decode_hidden(z), self.weights[-1])
+        return tiled_decoder_scores(self.decode_hidden(z), self.weights[-1], self.biases[-1])
 
     def decode_hidden(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder up to the input of its last layer (``z`` itself when it has one layer)."""
