@@ -76,9 +76,16 @@ def local_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def shutdown() -> None:
-    """Leave the process group (if joined)."""
+def shutdown(wait_for_others: bool = True) -> None:
+    """Leave the process group (if joined), by default once every process has reached this point.
+
+    Without the barrier a process that finishes early (every rank but 0, which alone writes the
+    run directory) tears its group down while rank 0 still holds connections to it, and gloo
+    aborted the process now and then ("terminate called without an active exception").
+    """
     if tdist.is_available() and tdist.is_initialized():
+        if wait_for_others and tdist.get_world_size() > 1:
+            tdist.barrier()
         tdist.destroy_process_group()
 
 
@@ -245,6 +252,7 @@ def train_cli(args: Any, spec_from_args: Any) -> int:
                 raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
             spec = spec_from_args(args)
     init(device="cpu")  # the group first; the GPU once every process knows the spec
+    finished = False
     try:
         if main and not args.resume:
             run_dir = new_run(args.out, spec)
@@ -269,6 +277,7 @@ def train_cli(args: Any, spec_from_args: Any) -> int:
             print_metrics(metrics, as_json=args.json)
             if not args.json:
                 print(f"run directory: {run_dir} ({world_size()} processes)")
+            finished = True
             return 0
         split_dir = Path(shared["run_dir"]) / "split"
         split = load_split(split_dir) if split_dir.is_dir() else make_split(
@@ -278,9 +287,11 @@ def train_cli(args: Any, spec_from_args: Any) -> int:
             ckpt = broadcast_file(None, tmp) if resume else None
             model.fit(split.train, split.validation, run_dir=tmp if ckpt else None,
                       resume=ckpt is not None)
+        finished = True
         return 0
     finally:
-        shutdown()
+        # After a failure the others may never reach the barrier: leave without waiting.
+        shutdown(wait_for_others=finished)
 
 
 def _epochs_done(run_dir: Path) -> int:

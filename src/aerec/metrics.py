@@ -152,12 +152,29 @@ def _top_k_torch(
         # CUDA differ); only those rare rows are redone by comparison, lowest index first.
         ambiguous = torch.nonzero(values[:, k - 1] == values[:, k])[:, 0]
         if len(ambiguous):
-            sub = s[ambiguous]
-            kth = values[ambiguous, k - 1 : k]
-            chosen = _choose(sub > kth, sub == kth, k)
             idx = idx.clone()
-            idx[ambiguous] = torch.nonzero(chosen)[:, 1].view(-1, k)
+            idx[ambiguous] = _lowest_index_ties(s[ambiguous], values[ambiguous], idx[ambiguous], k)
     return _order(s, idx.sort(dim=1).values)
+
+
+def _lowest_index_ties(s: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
+    """The top ``k`` of rows whose k-th and (k+1)-th best scores tie: the items ``torch.topk``
+    found above the k-th value, then the tied items of lowest index.
+
+    Only the (few) tied entries are ranked, so a batch of bf16 scores, where most rows tie at the
+    boundary, costs one comparison pass rather than a cumulative sum over every item.
+    """
+    kth = values[:, k - 1 : k]
+    above = values[:, :k] > kth  # everything above the k-th value is among topk's first k
+    need = k - above.sum(1)
+    tie_rows, tie_cols = torch.nonzero(s == kth, as_tuple=True)  # ascending columns in each row
+    counts = torch.bincount(tie_rows, minlength=s.shape[0])
+    rank = torch.arange(len(tie_rows), device=s.device) - (torch.cumsum(counts, 0) - counts)[tie_rows]
+    keep = rank < need[tie_rows]
+    above_rows, above_pos = torch.nonzero(above, as_tuple=True)
+    rows = torch.cat([above_rows, tie_rows[keep]])
+    cols = torch.cat([idx[above_rows, above_pos], tie_cols[keep]])
+    return cols[torch.argsort(rows, stable=True)].view(-1, k)
 
 
 def _order(s, cols):
