@@ -77,12 +77,14 @@ def test_fused_output_layer_in_tiles_of_items_equals_log_softmax(monkeypatch, ti
     for a, b in zip(ref_grads, got_grads):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
     h, w, b = (t.detach() for t in leaves)
+    monkeypatch.setattr(fused, "MIN_ROWS_TO_TILE_SCORES", 1)  # 7 rows: tiled as well
     with torch.no_grad():
         assert torch.allclose(tiled_decoder_scores(h, w, b), torch.addmm(b, h, w), atol=1e-6)
 
 
 def test_tiled_scores_keep_autograd_when_a_graph_is_built(monkeypatch):
     monkeypatch.setattr(fused, "ITEM_TILE", 4)
+    monkeypatch.setattr(fused, "MIN_ROWS_TO_TILE_SCORES", 1)
     h, w, b = _leaves(seed=5)
     tiled_decoder_scores(h, w, b).sum().backward()  # falls back to one differentiable addmm
     assert torch.allclose(h.grad, w.sum(1).expand(7, 5)) and torch.equal(b.grad, torch.full((13,), 7.0))

@@ -157,7 +157,8 @@ def _top_k_torch(
     return _order(s, idx.sort(dim=1).values)
 
 
-def _lowest_index_ties(s: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
+def _lowest_index_ties(s: torch.Tensor, values: torch.Tensor, idx: torch.Tensor,
+                       k: int) -> torch.Tensor:
     """The top ``k`` of rows whose k-th and (k+1)-th best scores tie: the items ``torch.topk``
     found above the k-th value, then the tied items of lowest index.
 
@@ -169,7 +170,8 @@ def _lowest_index_ties(s: torch.Tensor, values: torch.Tensor, idx: torch.Tensor,
     need = k - above.sum(1)
     tie_rows, tie_cols = torch.nonzero(s == kth, as_tuple=True)  # ascending columns in each row
     counts = torch.bincount(tie_rows, minlength=s.shape[0])
-    rank = torch.arange(len(tie_rows), device=s.device) - (torch.cumsum(counts, 0) - counts)[tie_rows]
+    row_start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(tie_rows), device=s.device) - row_start[tie_rows]
     keep = rank < need[tie_rows]
     above_rows, above_pos = torch.nonzero(above, as_tuple=True)
     rows = torch.cat([above_rows, tie_rows[keep]])
