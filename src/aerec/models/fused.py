@@ -26,8 +26,8 @@ __all__ = [
 ]
 
 # Items per tile of the output layer's fp32 products on the CPU. One product over all 20,108
-# items of the ML-20M shape ran at 90-110 GFLOP/s here, the same product issued in tiles of
-# 256-1,024 items at 150-180 (the 2048^2 floor's rate): a tile's slice of the weight (600 x 512
+# items of the ML-20M shape ran at 100-130 GFLOP/s here, the same product issued in tiles of
+# 256-1,024 items at 150-185 (about the 2048^2 floor's rate): a tile's slice of the weight (600 x 512
 # floats, 1.2 MB) and of the output stay in cache while the BLAS kernel sweeps the batch. See
 # benchmarks/RESULTS-speed.md.
 ITEM_TILE = 512
@@ -104,17 +104,15 @@ def linear_multinomial_nll(
 
 
 class _LinearMultinomialNLL(torch.autograd.Function):
-    # The orientation of the logits is chosen by the products' measured rates on the CPU (see
-    # aerec.bench.layout_rates and benchmarks/RESULTS-speed.md): in fp32 the products that write a
-    # wide batch x items (or hidden x items) matrix ran at ~65% of the rate of their transposes,
-    # so the logits are computed items x batch, W^T h^T, and the weight's gradient as (G^T h)^T,
-    # then copied into W's layout; in bf16 the wide products are the faster ones, so the logits
-    # are batch x items, as on the GPU (where the layouts run alike and the copy would be waste).
-    # The softmax reduces along the items' dimension either way. In fp32 on the CPU the logits
-    # and the weight's gradient, the two products that write an items-wide matrix, run tile by
-    # tile of ITEM_TILE items, which also writes the weight's gradient in W's layout directly (no
-    # transposed copy of a (d, items) matrix); the hidden layer's gradient, which reduces over the
-    # items, is one product.
+    # How the products are issued was chosen by their measured rates on the CPU (see
+    # aerec.bench.layout_rates and benchmarks/RESULTS-speed.md). In fp32 the products that write
+    # a wide batch x items (or hidden x items) matrix ran at ~65% of the floor's rate when issued
+    # over all items at once, and at about the floor's rate in tiles of ITEM_TILE items. So on the
+    # CPU in fp32 the logits are computed items x batch, W^T h^T, tile by tile, and the weight's
+    # gradient tile by tile straight into W's layout; the hidden layer's gradient, which reduces
+    # over the items, is one product. In bf16 one product each, batch x items, was fastest, as on
+    # the GPU (where the layouts run alike). The softmax reduces along the items' dimension in
+    # either orientation.
 
     @staticmethod
     def forward(ctx, h, weight, bias, rows, cols, x, dtype):  # type: ignore[override]
