@@ -154,9 +154,9 @@ def layout_rates(batch: int, hidden: int, n_items: int, *, dtype: torch.dtype = 
                  min_seconds: float = 0.2) -> dict[str, dict[str, float]]:
     """Rates of the output layer's three products for the weight stored ``(hidden, items)``
     (``"hidden_major"``, as aerec stores it) and ``(items, hidden)`` (``"items_major"``), each as
-    one product, and as aerec's fused layer issues them in fp32 on the CPU (``"tiled"``: the weight
-    stored hidden-major, the logits items-first; the logits and the weight's gradient in tiles of
-    ``aerec.models.fused.ITEM_TILE`` items).
+    one product, and, on the CPU, as aerec's fused layer issues them in fp32 (``"tiled"``: the
+    weight stored hidden-major, the logits items-first; the logits and the weight's gradient in
+    tiles of ``aerec.models.fused.ITEM_TILE`` items).
 
     The products: ``forward`` (batch x items logits), ``grad_input`` (batch x hidden) and
     ``grad_weight`` (the weight's shape). Each layout also gets ``seconds``, the time of the three
@@ -176,41 +176,32 @@ def layout_rates(batch: int, hidden: int, n_items: int, *, dtype: torch.dtype = 
             "grad_input": product_gflops(b, n, d, **kw),                    # G @ Wt
             "grad_weight": product_gflops(n, b, d, a_transposed=True, **kw),  # G^T @ h
         },
-        "tiled": _tiled_rates(b, d, n, **kw),
     }
+    if torch.device(device).type == "cpu":  # the tiles are the CPU's fp32 path only
+        out["tiled"] = _tiled_rates(b, d, n, dtype=dtype, repeats=repeats, min_seconds=min_seconds)
     for rates in out.values():
         rates["seconds"] = sum(flops / (r * 1e9) for r in list(rates.values()))
     return out
 
 
-def _tiled_rates(b: int, d: int, n: int, *, dtype: torch.dtype, device: str | torch.device,
-                 repeats: int, min_seconds: float) -> dict[str, float]:
-    """The three products as the fused output layer issues them in fp32 on the CPU."""
-    from aerec.models.fused import item_tiles
+def _tiled_rates(b: int, d: int, n: int, *, dtype: torch.dtype, repeats: int,
+                 min_seconds: float) -> dict[str, float]:
+    """The three products as the fused output layer issues them in fp32 on the CPU, timed through
+    the layer's own functions."""
+    from aerec.models.fused import _items_first_logits, _items_first_weight_grad
 
-    device = torch.device(device)
     gen = torch.Generator(device="cpu").manual_seed(1)
-    h = torch.randn(b, d, generator=gen).to(device=device, dtype=dtype)
-    w = torch.randn(d, n, generator=gen).to(device=device, dtype=dtype)
-    g = torch.randn(n, b, generator=gen).to(device=device, dtype=dtype)  # items-first gradient
-    logits, grad_h, grad_w = torch.empty_like(g), torch.empty_like(h), torch.empty_like(w)
-    tiles = item_tiles(n)
-
-    def forward() -> None:
-        for start, stop in tiles:
-            torch.mm(w[:, start:stop].t(), h.t(), out=logits[start:stop])
-
-    def grad_input() -> None:  # one product: it reduces over the items
-        torch.mm(g.t(), w.t(), out=grad_h)
-
-    def grad_weight() -> None:
-        for start, stop in tiles:
-            torch.mm(h.t(), g[start:stop].t(), out=grad_w[:, start:stop])
-
+    h = torch.randn(b, d, generator=gen).to(dtype=dtype)
+    w = torch.randn(d, n, generator=gen).to(dtype=dtype)
+    bias = torch.zeros(n, dtype=dtype)
+    g = torch.randn(n, b, generator=gen).to(dtype=dtype)  # items-first gradient
+    cpu = torch.device("cpu")
     flops = 2.0 * b * d * n
-    return {name: _best_rate(fn, flops, device, repeats, min_seconds)
-            for name, fn in (("forward", forward), ("grad_input", grad_input),
-                             ("grad_weight", grad_weight))}
+    return {name: _best_rate(fn, flops, cpu, repeats, min_seconds) for name, fn in (
+        ("forward", lambda: _items_first_logits(h, w, bias)),
+        ("grad_input", lambda: g.t() @ w.t()),  # one product: it reduces over the items
+        ("grad_weight", lambda: _items_first_weight_grad(h, g)),
+    )}
 
 
 # -- counting -----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import torch
 
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models.base import Recommender
+from aerec.models.sparse import csr_times_dense
 
 #: Dense items x items float64 matrices the fit may hold at once. The solve itself needs two (the
 #: Gram matrix, overwritten, and the temporary that torch's Cholesky calls work in), but at 20,000
@@ -203,14 +204,9 @@ class EASE(Recommender):
         x = user_items if self.items_ is None else user_items[:, self.items_]
         x = x.tocsr()
         x.sort_indices()
-        # x B as weighted sums of B's rows (the 0/1 values weigh them): embedding_bag is the
-        # sparse-times-dense product that needs no sparse tensor type.
-        scores = torch.nn.functional.embedding_bag(
-            torch.from_numpy(x.indices.astype(np.int64)), self.weights_,
-            torch.from_numpy(x.indptr.astype(np.int64)), mode="sum",
-            per_sample_weights=torch.from_numpy((x.data != 0).astype(np.float32)),
-            include_last_offset=True,
-        )
+        scores = csr_times_dense(  # x B, with the history binarised as in the fit
+            torch.from_numpy(x.indptr.astype(np.int64)), torch.from_numpy(x.indices.astype(np.int64)),
+            torch.from_numpy((x.data != 0).astype(np.float32)), self.weights_)
         if self.items_ is None:
             return scores
         full = torch.full((user_items.shape[0], self.n_items_), -torch.inf)

@@ -164,10 +164,7 @@ class _LinearMultinomialNLL(torch.autograd.Function):
             # The scale goes on the small factor (in fp32), not on the (d, items) product.
             hs = (h.float() * scale).to(wc.dtype)
             if ctx.items_first:
-                grad_w = torch.empty_like(wc)
-                hs_t = hs.t()
-                for start, stop in item_tiles(g.shape[0]):
-                    torch.mm(hs_t, g[start:stop].t(), out=grad_w[:, start:stop])
+                grad_w = _items_first_weight_grad(hs, g)
             else:
                 grad_w = (hs.t() @ g).float()
         return grad_h, grad_w, grad_b * scale, None, None, None, None
@@ -181,3 +178,13 @@ def _items_first_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
         torch.addmm(bias[start:stop].unsqueeze(1), weight[:, start:stop].t(), h_t,
                     out=logits[start:stop])
     return logits
+
+
+def _items_first_weight_grad(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``h^T @ g^T``, the ``(d, items)`` weight gradient from the ``(items, batch)`` logits
+    gradient ``g``, tile by tile straight into the weight's layout."""
+    grad_w = torch.empty(h.shape[1], g.shape[0], dtype=g.dtype)
+    h_t = h.t()
+    for start, stop in item_tiles(g.shape[0]):
+        torch.mm(h_t, g[start:stop].t(), out=grad_w[:, start:stop])
+    return grad_w

@@ -127,12 +127,23 @@ def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+def csr_times_dense(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
+                    dense: torch.Tensor) -> torch.Tensor:
+    """``X @ dense`` for the CSR matrix ``X`` given by its row pointers, columns and values.
+
+    Each of X's rows is a bag of ``dense``'s rows weighted by its values, which is what
+    ``embedding_bag`` sums: no sparse tensor type is needed, and on the CPU it is 2-5x faster than
+    ``torch.sparse.mm`` on a CSR tensor. Rows with no entries give zeros.
+    """
+    return F.embedding_bag(col, dense, crow[:-1], mode="sum",
+                           per_sample_weights=values.to(dense.dtype))
+
+
 class _SparseMatmul(torch.autograd.Function):
-    """``X @ W`` and ``X^T @ G`` as weighted sums of rows, which is what ``embedding_bag`` does:
-    each of X's rows is a bag of item rows of W weighted by its values, and each of X^T's rows (an
-    item) a bag of rows of G. On the CPU this is 2-5x faster than ``torch.sparse.mm`` on a CSR
-    tensor. It sums each row in the same (stored) order; products of values other than 1 may
-    round differently (fused multiply-add or not), so results agree to float rounding."""
+    """``X @ W`` and ``X^T @ G`` with :func:`csr_times_dense`: each of X's rows is a bag of item
+    rows of W, and each of X^T's rows (an item) a bag of rows of G. It sums each row in the same
+    (stored) order as a CSR product; products of values other than 1 may round differently (fused
+    multiply-add or not), so results agree to float rounding."""
 
     @staticmethod
     def forward(ctx, weight, values, batch):  # type: ignore[override]
@@ -141,8 +152,7 @@ class _SparseMatmul(torch.autograd.Function):
         # The weighted sums have no bf16 kernel on the CPU, and this layer's share of the work is
         # small: it stays fp32 under autocast.
         with torch.autocast(weight.device.type, enabled=False):
-            return F.embedding_bag(batch.col, weight, batch.crow[:-1], mode="sum",
-                                   per_sample_weights=values.to(weight.dtype))
+            return csr_times_dense(batch.crow, batch.col, values, weight)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -150,7 +160,6 @@ class _SparseMatmul(torch.autograd.Function):
         b = ctx.batch
         grad_weight = None
         if ctx.needs_input_grad[0]:
-            g = grad_out.contiguous()
-            grad_weight = F.embedding_bag(b.t_col, g, b.t_crow[:-1], mode="sum",
-                                          per_sample_weights=values[b.t_perm].to(g.dtype))
+            grad_weight = csr_times_dense(b.t_crow, b.t_col, values[b.t_perm],
+                                          grad_out.contiguous())
         return grad_weight, None, None
