@@ -22,6 +22,7 @@ N_USERS, N_ITEMS = 60, 24
 OVERRIDES = {
     "recvae": {"hidden": 32, "epochs": 15},  # one width, not a tuple; 3 + 1 passes per epoch
     "ease": {"lam": 1.0},  # lam must be positive
+    "edlae": {"lam": 1.0},
     # batches count ratings here, and with lam = 0 the fold-in of a user who gave one rating to
     # everything is that rating for every item
     "biased-mf": {"lam": 0.02, "batch_size": 128, "factors": 8},

@@ -6,6 +6,7 @@ from aerec.errors import ConfigError
 from aerec.models.base import Recommender
 from aerec.models.vae import MultDAE, MultVAE
 from aerec.models.ease import EASE
+from aerec.models.edlae import EDLAE
 from aerec.models.popularity import Popularity
 from aerec.models.recvae import RecVAE
 from aerec.models.autorec import IAutoRec, UAutoRec
@@ -17,6 +18,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     MultVAE.name: MultVAE,
     MultDAE.name: MultDAE,
     EASE.name: EASE,
+    EDLAE.name: EDLAE,
     RecVAE.name: RecVAE,
     Popularity.name: Popularity,
     IAutoRec.name: IAutoRec,
@@ -36,5 +38,5 @@ def get_model_class(name: str) -> type[Recommender]:
         ) from None
 
 
-__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "RecVAE", "Popularity",
+__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity",
            "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "get_model_class"]

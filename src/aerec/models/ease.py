@@ -139,16 +139,17 @@ def gram_matrix(matrix: sp.csr_matrix, block: int = 2048) -> np.ndarray:
     return gram
 
 
-def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+def ease_weights(gram: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
     """The EASE weights ``B`` from a Gram matrix; ``gram`` is overwritten (used as workspace).
 
     Returns float32 ``B`` with ``B_ij = -P_ij / P_jj`` and a zero diagonal, where
-    ``P = (gram + lam I)^-1``.
+    ``P = (gram + diag(lam))^-1``: ``lam`` is one L2 weight for every item (EASE) or a vector of
+    one weight per item (EDLAE, :mod:`aerec.models.edlae`).
     """
     # The Gram matrix is symmetric, so a Fortran-ordered one seen transposed is the same matrix,
     # C-contiguous: torch works on gram's own memory.
     a = torch.from_numpy(gram.T if gram.flags.f_contiguous else np.ascontiguousarray(gram))
-    a.diagonal().add_(lam)
+    a.diagonal().add_(torch.as_tensor(lam, dtype=a.dtype))
     # Cholesky factor, then the inverse from it, with PyTorch's LAPACK (MKL on x86).
     # Not SciPy's: its bundled multi-threaded OpenBLAS 0.3.31 crashed (SIGSEGV) in dpotrf, and in
     # plain dgemm, on matrices above about 16,000 items on this project's AMD EPYC machines.
@@ -183,6 +184,7 @@ class EASE(Recommender):
 
     name = "ease"
     Config = EASEConfig
+
     def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
         # Binarise: EASE's Gram matrix is of the 0/1 interaction matrix.
         x = matrix.copy()
@@ -196,9 +198,14 @@ class EASE(Recommender):
             items = np.sort(np.argsort(-counts, kind="stable")[:max_items]).astype(np.int64)
             x = x[:, items]
         check_memory(x.shape[1])
-        weights = ease_weights(gram_matrix(x), self.config.lam)
+        gram = gram_matrix(x)
+        weights = ease_weights(gram, self._penalty(np.diag(gram)))
         self.weights_ = torch.from_numpy(weights)
         self.items_ = items
+
+    def _penalty(self, gram_diagonal: np.ndarray) -> float | np.ndarray:
+        """The L2 weight on each item's column of ``B``: lambda for every item."""
+        return self.config.lam
 
     def _score(self, user_items: sp.csr_matrix) -> torch.Tensor:
         x = user_items if self.items_ is None else user_items[:, self.items_]
