@@ -70,7 +70,7 @@ def test_dropout_must_be_a_probability_below_one(dropout):
         EDLAE(dropout=dropout)
 
 
-def test_registered_with_the_papers_defaults_documented():
+def test_registered_with_the_documented_defaults():
     cls = get_model_class("edlae")
     assert cls is EDLAE
-    assert EDLAE().get_params() == {"lam": 250.0, "max_items": None, "dropout": 0.33}
+    assert EDLAE().get_params() == {"lam": 100.0, "max_items": None, "dropout": 0.67}
