@@ -23,9 +23,12 @@ What it does, for ML-100K and ml-latest-small and each of five split seeds:
 Neither peer folds in users it did not train on, so each peer is trained on the training users
 *plus the held-out users' fold-in items* (validation and test users both) and scores the test
 users by id; aerec's models never see the held-out users before scoring them. The table says so.
-That gives the peers a quarter more users' rows to learn from; one aerec row, ``ease-val-peers-data``,
-trains on exactly the peers' matrix, so that the EASE of each framework meets on equal data (EASE
-is closed form: at the same lambda, on the same matrix, two faithful implementations must agree).
+That gives the peers a quarter more users' rows to learn from; two aerec rows,
+``ease-val-peers-data`` and ``edlae-cv-peers-data``, train on exactly the peers' matrix, so that
+the EASE of each framework meets on equal data (EASE is closed form: at the same lambda, on the
+same matrix, two faithful implementations must agree). The ``-cv`` rows choose their
+hyperparameters by 5-fold cross-validation over the training and validation users
+(:mod:`aerec.cross_validation`) instead of the one validation group.
 
 Every worker runs single-threaded (OMP_NUM_THREADS=1 and torch.set_num_threads(1)): the machine's
 two cores are shared, and two threads contending with other processes run several times slower
@@ -63,7 +66,7 @@ PARTS = ("train", "validation_fold_in", "validation_targets", "test_fold_in", "t
 SYSTEMS = (
     ("aerec", "mult-vae"), ("aerec", "mult-dae"), ("aerec", "recvae"), ("aerec", "ease"),
     ("aerec", "ease-val"), ("aerec", "ease-val-peers-data"), ("aerec", "ease-cv"),
-    ("aerec", "edlae-cv"), ("aerec", "popularity"),
+    ("aerec", "edlae-cv"), ("aerec", "edlae-cv-peers-data"), ("aerec", "popularity"),
     ("recbole", "MultiVAE"), ("recbole", "MultiDAE"), ("recbole", "RecVAE"), ("recbole", "EASE"),
     ("cornac", "VAECF"), ("cornac", "RecVAE"), ("cornac", "EASE"),
 )
@@ -132,7 +135,9 @@ def worker_aerec(model_name: str, split_dir: Path, out: Path, overrides: dict) -
         return _ease_on_validation(split, _peer_training_users(load_parts(split_dir))[0], out,
                                    peers_data=True)
     if model_name in CROSS_VALIDATED:
-        return _cross_validated(model_name, load_parts(split_dir), out)
+        return _cross_validated(model_name, split_dir, out)
+    if model_name == "edlae-cv-peers-data":
+        return _cross_validated("edlae-cv", split_dir, out, peers_data=True)
     cls = get_model_class(model_name)
     params = {"device": "cpu"} if "device" in cls.Config.__dataclass_fields__ else {}
     model = cls(**params, **overrides)
@@ -187,22 +192,39 @@ CROSS_VALIDATED = {
 CV_FOLDS = 5
 
 
-def _cross_validated(name: str, parts: dict[str, sp.csr_matrix], out: Path) -> None:
-    from aerec.cross_validation import best, cross_validate, refit_best
+def _cross_validated(name: str, split_dir: Path, out: Path, *, peers_data: bool = False) -> None:
+    """A closed-form model with its hyperparameters chosen by cross-validation (see
+    CROSS_VALIDATED), refitted on the training + validation users, or with ``peers_data`` on
+    exactly the peers' training matrix. The folds' scores are kept in ``split_dir``, so the two
+    refits of one split share one cross-validation."""
+    from aerec.cross_validation import FoldScores, best, cross_validate
     from aerec.models import get_model_class
 
+    parts = load_parts(split_dir)
     model_name, grid = CROSS_VALIDATED[name]
     cls = get_model_class(model_name)
     users = sp.vstack([parts["train"],
                        parts["validation_fold_in"] + parts["validation_targets"]]).tocsr()
+    cache = split_dir / f"cv-{name}.json"
     started = time.perf_counter()
-    results = cross_validate(cls, users, grid, folds=CV_FOLDS, seed=0)
-    model = refit_best(cls, users, results)
-    total = time.perf_counter() - started
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        results = [FoldScores(r["params"], r["per_fold"]) for r in saved["results"]]
+        cv_seconds = saved["seconds"]
+    else:
+        results = cross_validate(cls, users, grid, folds=CV_FOLDS, seed=0)
+        cv_seconds = time.perf_counter() - started
+        cache.write_text(json.dumps({"seconds": cv_seconds, "results": [
+            {"params": r.params, "per_fold": r.per_fold} for r in results]}))
+    refit_started = time.perf_counter()
+    final = _peer_training_users(parts)[0] if peers_data else users
+    model = cls(**best(results).params).fit(final)
+    total = cv_seconds + time.perf_counter() - refit_started
     fits = len(grid) * CV_FOLDS + 1
     finish(out, model.score(parts["test_fold_in"]), {
         "seconds_per_epoch": total / fits, "epochs": fits, "train_seconds": total,
-        "best_epoch": None, "folds_in": True, "settings": best(results).params,
+        "best_epoch": None, "folds_in": True, "peers_data": peers_data,
+        "settings": best(results).params,
         "cv": [{"params": r.params, "mean": r.mean, "se": r.standard_error} for r in results]})
 
 
@@ -533,7 +555,8 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 LABELS = {"ease-val": "ease, lam on validation (6 solves)",
           "ease-val-peers-data": "ease, lam on validation, on the peers' training data",
           "ease-cv": "ease, lam by 5-fold CV on training + validation users (26 solves)",
-          "edlae-cv": "edlae, p and lam by 5-fold CV on training + validation users (46 solves)"}
+          "edlae-cv": "edlae, p and lam by 5-fold CV on training + validation users (46 solves)",
+          "edlae-cv-peers-data": "edlae, p and lam by the same CV, refitted on the peers' training data"}
 
 
 def render(results: list[dict]) -> str:
