@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 import aerec.evaluation
 from aerec.data.splits import strong_generalization
 from aerec.errors import ConfigError
-from aerec.models import MultDAE, MultVAE
+from aerec.models import EASE, EDLAE, MultDAE, MultVAE
 from aerec.persistence import read_json
 from aerec.tuning import make_objective, run_study, tune
 
@@ -47,7 +47,7 @@ def split():
     return strong_generalization(tiny_interactions(), 30, seed=1)
 
 
-@pytest.mark.parametrize("model_cls", [MultVAE, MultDAE])
+@pytest.mark.parametrize("model_cls", [MultVAE, MultDAE, EASE, EDLAE])
 def test_every_point_of_a_search_space_is_a_valid_model(model_cls):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(30):

@@ -203,6 +203,11 @@ class EASE(Recommender):
         self.weights_ = torch.from_numpy(weights)
         self.items_ = items
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Hyperparameters an Optuna ``trial`` suggests for ``aerec tune``."""
+        return {"lam": trial.suggest_float("lam", 1.0, 1e4, log=True)}
+
     def _penalty(self, gram_diagonal: np.ndarray) -> float | np.ndarray:
         """The L2 weight on each item's column of ``B``: lambda for every item."""
         return self.config.lam

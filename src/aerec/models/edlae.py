@@ -68,6 +68,12 @@ class EDLAE(EASE):
     name = "edlae"
     Config = EDLAEConfig
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        """Hyperparameters an Optuna ``trial`` suggests for ``aerec tune``."""
+        return {"lam": trial.suggest_float("lam", 1.0, 1e4, log=True),
+                "dropout": trial.suggest_float("dropout", 0.0, 0.9)}
+
     def _penalty(self, gram_diagonal: np.ndarray) -> np.ndarray:
         """``lam + p / (1 - p) * G_jj`` for each modelled item ``j``."""
         p = self.config.dropout
