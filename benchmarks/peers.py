@@ -216,15 +216,16 @@ def _cross_validated(name: str, split_dir: Path, out: Path, *, peers_data: bool 
         cv_seconds = time.perf_counter() - started
         cache.write_text(json.dumps({"seconds": cv_seconds, "results": [
             {"params": r.params, "per_fold": r.per_fold} for r in results]}))
+    chosen = best(results).params
     refit_started = time.perf_counter()
     final = _peer_training_users(parts)[0] if peers_data else users
-    model = cls(**best(results).params).fit(final)
+    model = cls(**chosen).fit(final)
     total = cv_seconds + time.perf_counter() - refit_started
     fits = len(grid) * CV_FOLDS + 1
     finish(out, model.score(parts["test_fold_in"]), {
         "seconds_per_epoch": total / fits, "epochs": fits, "train_seconds": total,
         "best_epoch": None, "folds_in": True, "peers_data": peers_data,
-        "settings": best(results).params,
+        "settings": chosen,
         "cv": [{"params": r.params, "mean": r.mean, "se": r.standard_error} for r in results]})
 
 

@@ -93,6 +93,11 @@ def test_popularity_beats_its_reverse_and_each_fold_is_scored_as_by_hand():
 
 def test_fixed_parameters_reach_every_fit_and_refit_uses_all_rows():
     m = _power_law(seed=1)
+    # A pinned sign gives every fold the scores of that sign given in the grid, not the default's.
+    pinned = cross_validate(SignedPopularity, m, [{}], fixed={"sign": -1.0}, folds=3, seed=0)
+    gridded = cross_validate(SignedPopularity, m, [{"sign": -1.0}], folds=3, seed=0)
+    default = cross_validate(SignedPopularity, m, [{}], folds=3, seed=0)
+    assert pinned[0].per_fold == gridded[0].per_fold != default[0].per_fold
     results = cross_validate(EASE, m, [{"lam": 1.0}, {"lam": 50.0}], fixed={"max_items": 30},
                              folds=3, seed=0)
     model = refit_best(EASE, m, results, fixed={"max_items": 30})

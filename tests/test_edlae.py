@@ -53,7 +53,7 @@ def test_without_dropout_it_is_ease_to_the_bit():
     assert np.array_equal(a.numpy(), b.numpy())
 
 
-def test_dropout_differs_from_ease_with_any_constant_lambda():
+def test_dropout_differs_from_ease_at_the_mean_penalty():
     # A popularity-dependent penalty is not a constant one: the reference solve with the mean
     # penalty as a constant lambda gives other weights.
     x = _data(seed=3)

@@ -21,12 +21,10 @@ from typing import Any, Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.data.splits import MIN_ITEMS_TO_SPLIT, lowest_keys_per_row
 from aerec.errors import ConfigError
 from aerec.evaluation import evaluate_ranking
 from aerec.models.base import Recommender
-
-#: A user needs this many items to have targets drawn (the strong-generalization split's rule).
-MIN_ITEMS_FOR_TARGETS = 5
 
 
 @dataclass
@@ -82,14 +80,8 @@ def split_targets(matrix: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp
         raise ConfigError(f"target fraction must be in (0, 1), got {fraction!r}")
     m = sp.csr_matrix(matrix)
     n = np.diff(m.indptr)
-    n_targets = np.where(n >= MIN_ITEMS_FOR_TARGETS, (fraction * n).astype(np.int64), 0)
-    row = np.repeat(np.arange(m.shape[0], dtype=np.int64), n)
-    # One uniform key per entry; a row's targets are its smallest keys (one vectorised draw).
-    keys = np.random.default_rng(seed).random(m.nnz)
-    order = np.lexsort((keys, row))
-    rank_in_row = np.empty(m.nnz, np.int64)
-    rank_in_row[order] = np.arange(m.nnz) - m.indptr[row]
-    is_target = rank_in_row < n_targets[row]
+    n_targets = np.where(n >= MIN_ITEMS_TO_SPLIT, (fraction * n).astype(np.int64), 0)
+    is_target = lowest_keys_per_row(m.indptr, np.random.default_rng(seed).random(m.nnz), n_targets)
     return _keep(m, ~is_target), _keep(m, is_target)
 
 

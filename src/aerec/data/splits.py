@@ -313,19 +313,25 @@ def _onto_vocabulary(test: Interactions, train: Interactions) -> tuple[Interacti
 
 
 def _random_holdout(matrix, fraction: float, seed: int) -> np.ndarray:
-    """Mask (CSR order) of ``max(1, int(fraction * n))`` random entries of each row with n >= 2.
-
-    Each entry gets a uniform key and a row keeps its smallest keys: one vectorised draw instead
-    of a ``choice`` per user.
-    """
+    """Mask (CSR order) of ``max(1, int(fraction * n))`` random entries of each row with n >= 2."""
     n = np.diff(matrix.indptr)
     n_held = np.where(n >= 2, np.maximum(1, (fraction * n).astype(np.int64)), 0)
-    row = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), n)
-    keys = np.random.RandomState(seed).random_sample(matrix.nnz)
+    return lowest_keys_per_row(matrix.indptr, np.random.RandomState(seed).random_sample(matrix.nnz),
+                               n_held)
+
+
+def lowest_keys_per_row(indptr: np.ndarray, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mask (CSR order) of the ``counts[r]`` entries of each row ``r`` with the smallest ``keys``.
+
+    With uniform random keys this draws ``counts[r]`` entries of each row without replacement: one
+    vectorised draw instead of a ``choice`` per user.
+    """
+    n = np.diff(indptr)
+    row = np.repeat(np.arange(len(n), dtype=np.int64), n)
     order = np.lexsort((keys, row))
-    rank_in_row = np.empty(matrix.nnz, np.int64)
-    rank_in_row[order] = np.arange(matrix.nnz) - matrix.indptr[row]
-    return rank_in_row < n_held[row]
+    rank_in_row = np.empty(len(keys), np.int64)
+    rank_in_row[order] = np.arange(len(keys)) - indptr[row]
+    return rank_in_row < counts[row]
 
 
 # -- helpers ----------------------------------------------------------------------------------
