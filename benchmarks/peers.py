@@ -66,7 +66,8 @@ PARTS = ("train", "validation_fold_in", "validation_targets", "test_fold_in", "t
 SYSTEMS = (
     ("aerec", "mult-vae"), ("aerec", "mult-dae"), ("aerec", "recvae"), ("aerec", "ease"),
     ("aerec", "ease-val"), ("aerec", "ease-val-peers-data"), ("aerec", "ease-cv"),
-    ("aerec", "edlae-cv"), ("aerec", "edlae-cv-peers-data"), ("aerec", "popularity"),
+    ("aerec", "edlae-cv"), ("aerec", "edlae-cv-peers-data"), ("aerec", "blend"),
+    ("aerec", "blend-cv"), ("aerec", "popularity"),
     ("recbole", "MultiVAE"), ("recbole", "MultiDAE"), ("recbole", "RecVAE"), ("recbole", "EASE"),
     ("cornac", "VAECF"), ("cornac", "RecVAE"), ("cornac", "EASE"),
 )
@@ -138,6 +139,8 @@ def worker_aerec(model_name: str, split_dir: Path, out: Path, overrides: dict) -
         return _cross_validated(model_name, split_dir, out)
     if model_name == "edlae-cv-peers-data":
         return _cross_validated("edlae-cv", split_dir, out, peers_data=True)
+    if model_name == "blend-cv":
+        return _blend_cross_validated(split, split_dir, out)
     cls = get_model_class(model_name)
     params = {"device": "cpu"} if "device" in cls.Config.__dataclass_fields__ else {}
     model = cls(**params, **overrides)
@@ -197,25 +200,14 @@ def _cross_validated(name: str, split_dir: Path, out: Path, *, peers_data: bool 
     CROSS_VALIDATED), refitted on the training + validation users, or with ``peers_data`` on
     exactly the peers' training matrix. The folds' scores are kept in ``split_dir``, so the two
     refits of one split share one cross-validation."""
-    from aerec.cross_validation import FoldScores, best, cross_validate
+    from aerec.cross_validation import best
     from aerec.models import get_model_class
 
     parts = load_parts(split_dir)
     model_name, grid = CROSS_VALIDATED[name]
     cls = get_model_class(model_name)
-    users = sp.vstack([parts["train"],
-                       parts["validation_fold_in"] + parts["validation_targets"]]).tocsr()
-    cache = split_dir / f"cv-{name}.json"
-    started = time.perf_counter()
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        results = [FoldScores(r["params"], r["per_fold"]) for r in saved["results"]]
-        cv_seconds = saved["seconds"]
-    else:
-        results = cross_validate(cls, users, grid, folds=CV_FOLDS, seed=0)
-        cv_seconds = time.perf_counter() - started
-        cache.write_text(json.dumps({"seconds": cv_seconds, "results": [
-            {"params": r.params, "per_fold": r.per_fold} for r in results]}))
+    users = _training_and_validation_users(parts)
+    results, cv_seconds = _cross_validation(name, split_dir, users)
     chosen = best(results).params
     refit_started = time.perf_counter()
     final = _peer_training_users(parts)[0] if peers_data else users
@@ -227,6 +219,62 @@ def _cross_validated(name: str, split_dir: Path, out: Path, *, peers_data: bool 
         "best_epoch": None, "folds_in": True, "peers_data": peers_data,
         "settings": chosen,
         "cv": [{"params": r.params, "mean": r.mean, "se": r.standard_error} for r in results]})
+
+
+def _training_and_validation_users(parts: dict[str, sp.csr_matrix]) -> sp.csr_matrix:
+    """The rows a cross-validated model may learn from: training users and the validation users'
+    whole histories, never a test user."""
+    return sp.vstack([parts["train"],
+                      parts["validation_fold_in"] + parts["validation_targets"]]).tocsr()
+
+
+def _cross_validation(name: str, split_dir: Path, users: sp.csr_matrix) -> tuple[list, float]:
+    """The folds' scores of ``CROSS_VALIDATED[name]`` over ``users`` and the seconds they took,
+    kept in ``split_dir`` so that every system of one split shares one cross-validation."""
+    from aerec.cross_validation import FoldScores, cross_validate
+    from aerec.models import get_model_class
+
+    model_name, grid = CROSS_VALIDATED[name]
+    cache = split_dir / f"cv-{name}.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        return [FoldScores(r["params"], r["per_fold"]) for r in saved["results"]], saved["seconds"]
+    started = time.perf_counter()
+    results = cross_validate(get_model_class(model_name), users, grid, folds=CV_FOLDS, seed=0)
+    seconds = time.perf_counter() - started
+    cache.write_text(json.dumps({"seconds": seconds, "results": [
+        {"params": r.params, "per_fold": r.per_fold} for r in results]}))
+    return results, seconds
+
+
+def _blend_cross_validated(split, split_dir: Path, out: Path) -> None:
+    """The blend of edlae-cv and Mult-DAE. Mult-DAE is fitted on the training users with its
+    epoch chosen on validation; EDLAE takes the cross-validation's hyperparameters. The blend
+    weights are chosen on the validation users with an EDLAE fitted on the training users alone
+    (one refitted on the validation users would have seen their targets); the test users are then
+    scored by the blend with EDLAE refitted on the training and validation users, as edlae-cv is."""
+    from aerec.cross_validation import best
+    from aerec.data.interactions import Interactions
+    from aerec.models import EDLAE, Blend, MultDAE
+
+    parts = load_parts(split_dir)
+    results, cv_seconds = _cross_validation("edlae-cv", split_dir,
+                                            _training_and_validation_users(parts))
+    chosen = best(results).params
+    fit_started = time.perf_counter()
+    dae = MultDAE(device="cpu").fit(split.train, split.validation)
+    on_training = EDLAE(**chosen).fit(split.train)
+    weights = Blend.of([on_training, dae], validation=split.validation).weights_
+    users = _training_and_validation_users(parts)
+    refitted = EDLAE(**chosen).fit(Interactions(users, np.arange(users.shape[0]).astype(str),
+                                                split.train.item_ids, None, False))
+    blend = Blend.of([refitted, dae], weights=tuple(weights))
+    total = cv_seconds + time.perf_counter() - fit_started
+    finish(out, blend.score(parts["test_fold_in"]), {
+        "seconds_per_epoch": total, "epochs": 1, "train_seconds": total, "best_epoch": None,
+        "folds_in": True, "peers_data": False,
+        "settings": {"edlae": chosen, "mult-dae_best_epoch": dae.best_epoch_,
+                     "weights": weights.tolist()}})
 
 
 def _peer_training_users(parts: dict[str, sp.csr_matrix]) -> tuple[sp.csr_matrix, list[str], list[str]]:
@@ -557,7 +605,9 @@ LABELS = {"ease-val": "ease, lam on validation (6 solves)",
           "ease-val-peers-data": "ease, lam on validation, on the peers' training data",
           "ease-cv": "ease, lam by 5-fold CV on training + validation users (26 solves)",
           "edlae-cv": "edlae, p and lam by 5-fold CV on training + validation users (46 solves)",
-          "edlae-cv-peers-data": "edlae, p and lam by the same CV, refitted on the peers' training data"}
+          "edlae-cv-peers-data": "edlae, p and lam by the same CV, refitted on the peers' training data",
+          "blend": "blend of edlae and mult-dae at their defaults, weights on validation (the library's `blend`)",
+          "blend-cv": "blend of edlae-cv and mult-dae, weights on validation"}
 
 
 def render(results: list[dict]) -> str:

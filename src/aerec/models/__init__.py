@@ -12,6 +12,7 @@ from aerec.models.recvae import RecVAE
 from aerec.models.autorec import IAutoRec, UAutoRec
 from aerec.models.deep_ae import DeepAutoencoder
 from aerec.models.mf import BiasedMF
+from aerec.models.blend import Blend
 
 #: Every model the CLI and the persistence layer know, by name.
 REGISTRY: dict[str, type[Recommender]] = {
@@ -25,6 +26,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     UAutoRec.name: UAutoRec,
     DeepAutoencoder.name: DeepAutoencoder,
     BiasedMF.name: BiasedMF,
+    Blend.name: Blend,
 }
 
 
@@ -39,4 +41,5 @@ def get_model_class(name: str) -> type[Recommender]:
 
 
 __all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity",
-           "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "get_model_class"]
+           "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "Blend",
+           "get_model_class"]
