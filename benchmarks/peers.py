@@ -685,7 +685,11 @@ dense layers, latent 200, gamma 0.005, 3 + 1 alternating passes, Adam 5e-4, 50 e
 validation NDCG@100. EASE lam 500 (Steck's ML-20M value). ease-cv: lam in {50, 100, 250, 500,
 1000}; edlae-cv (Steck 2020, EASE with the penalty of input dropout p): p in {0.33, 0.5, 0.67} x
 lam in {100, 250, 500}; both by mean NDCG@100 over 5 folds of the training + validation users
-(80 % of each held-out user's items in, 20 % scored), refitted on all of them. RecBole 1.2.1 at its defaults:
+(80 % of each held-out user's items in, 20 % scored), refitted on all of them. blend: aerec's
+`blend` model at its defaults (EDLAE p 0.67 lam 100 and Mult-DAE, fitted on the training users;
+weights in steps of 0.1 chosen by validation NDCG@100). blend-cv: Mult-DAE as in its row and
+EDLAE with edlae-cv's hyperparameters; weights chosen on the validation users with EDLAE fitted on
+the training users, then EDLAE refitted on the training + validation users for the test users. RecBole 1.2.1 at its defaults:
 epochs 300 with early stopping after 10 validations without a better MRR@10 (its valid_metric),
 the best-MRR@10 checkpoint kept, batches of up to 2,048 users (all training users in one batch
 here, so one update per epoch), Adam 1e-3; MultiVAE [600] latent 128 anneal_cap 0.2 over 200,000
@@ -697,7 +701,8 @@ RecVAE 600 / 200, gamma 0.005, 3 + 1 passes; EASE reg_weight 250. Cornac 2.2.2 a
 posB (non-negative weights). Machine: 2-core AMD EPYC (AVX512_BF16). Seeds 98765, 1 and 2 ran
 while the machine was shared with other jobs (load average 4 to 9); seeds 3 and 4 ran in a later
 session beside this project's other benchmarks and tests (load average about 2 to 3); the
-ease-cv and edlae-cv rows were added in a third session, on a quiet machine. Wall-clock figures are noisy: the speed
+ease-cv and edlae-cv rows were added in a third session, on a quiet machine, and the blend rows in
+a fourth, beside the test suite for part of the run. Wall-clock figures are noisy: the speed
 ratios are taken per seed, against aerec's Mult-VAE on the same split in the same stretch of the
 run."""
 

@@ -149,6 +149,16 @@ def test_tune_retrains_the_best_trial_as_a_run_and_reports(fake_data, tmp_path):
         tune(_spec(fake_data), out, n_trials=3, fixed={**SMALL, "epochs": "4"})
 
 
+def test_a_closed_form_study_reports_no_epochs_and_draws_no_epoch_curves(fake_data, tmp_path):
+    out = tmp_path / "ease"
+    result = tune({**_spec(fake_data), "model": "ease"}, out, n_trials=2, retrain=False)
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    assert all(not t.intermediate_values for t in study.trials)
+    report = (out / "report.md").read_text()
+    assert f"| {study.best_trial.number} | {study.best_value:.4f} | – |" in report
+    assert (out / "history.png").is_file() and not (out / "intermediate.png").exists()
+
+
 def test_tune_command_resumes_after_a_kill(fake_data, tmp_path):
     out = tmp_path / "study"
     command = [sys.executable, "-m", "aerec.cli", "tune", "--data", "ml-100k", "--data-dir",

@@ -375,9 +375,14 @@ def trials_table(study: Any, top: int = 10) -> list[str]:
     for t in trials:
         seconds = t.duration.total_seconds() if t.duration else float("nan")
         cells = [_cell(t.params.get(n)) for n in names]
-        lines.append(f"| {t.number} | {t.value:.4f} | {len(t.intermediate_values)} | "
+        lines.append(f"| {t.number} | {t.value:.4f} | {epochs_cell(t)} | "
                      f"{seconds:.1f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def epochs_cell(trial: Any) -> str:
+    """A trial's reported epochs, or "–" for a closed-form model, which reports none."""
+    return str(len(trial.intermediate_values)) if trial.intermediate_values else "–"
 
 
 def _cell(value: Any) -> str:
@@ -400,6 +405,8 @@ def _write_plots(study: Any, out: Path) -> list[tuple[str, str]]:
     plots = [("optimization history", "history.png", ovm.plot_optimization_history),
              ("validation per epoch", "intermediate.png", ovm.plot_intermediate_values),
              ("parameter importance", "importance.png", ovm.plot_param_importances)]
+    if not any(t.intermediate_values for t in study.trials):
+        plots.pop(1)  # closed-form models (EASE, EDLAE) report no epochs: nothing to draw
     for name, file, draw in plots:
         # Optuna's plots switch pyplot to its ggplot style; keep that change inside this block.
         with rc_context(), warnings.catch_warnings():
@@ -418,4 +425,4 @@ def _write_plots(study: Any, out: Path) -> list[tuple[str, str]]:
 
 
 __all__ = ["TuneResult", "tune", "run_study", "make_objective", "retrain_best",
-           "write_tuning_report", "trials_table", "finished_trials"]
+           "write_tuning_report", "trials_table", "epochs_cell", "finished_trials"]

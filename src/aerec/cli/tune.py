@@ -111,9 +111,10 @@ def _quiet_optuna() -> None:
 
 
 def _print_trial(study: Any, trial: Any) -> None:
+    from aerec.tuning import epochs_cell
+
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    epochs = len(trial.intermediate_values)
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in trial.params.items())
     print(f"trial {trial.number:>3} {trial.state.name.lower():>8}  value {value}  "
-          f"epochs {epochs}  {params}", file=sys.stderr, flush=True)
+          f"epochs {epochs_cell(trial)}  {params}", file=sys.stderr, flush=True)
