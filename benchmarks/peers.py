@@ -153,7 +153,8 @@ def worker_aerec(model_name: str, split_dir: Path, out: Path, overrides: dict) -
     scores = model.score(split.test.fold_in.matrix)
     finish(out, scores, {"seconds_per_epoch": per_epoch, "epochs": epochs, "train_seconds": total,
                          "best_epoch": getattr(model, "best_epoch_", None), "folds_in": True,
-                         "settings": model.get_params()})
+                         "settings": model.get_params(),
+                         **({"weights": model.weights_.tolist()} if hasattr(model, "weights_") else {})})
 
 
 #: EASE's L2 weights tried by ``ease-val`` (Steck tunes lambda per data set; 500 is ML-20M's).

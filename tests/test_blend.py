@@ -92,7 +92,8 @@ def test_the_chosen_weights_are_the_best_of_independent_evaluations(members):
     by_hand = {}
     for w in simplex_grid(2, 0.25):
         fixed = Blend.of([ease, pop], weights=tuple(w))
-        by_hand[tuple(w)] = evaluate_ranking(fixed.score_tensor, fold_in, targets, ks=(100,))["ndcg@100"]
+        metrics = evaluate_ranking(fixed.score_tensor, fold_in, targets, ks=(100,))
+        by_hand[tuple(w)] = metrics["ndcg@100"]
     searched = {tuple(r["weights"]): r["ndcg@100"] for r in blend.weight_search_}
     assert searched.keys() == by_hand.keys()
     for w, value in by_hand.items():

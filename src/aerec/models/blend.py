@@ -12,6 +12,12 @@ validation users: every point of a grid of step ``weight_step`` is tried and the
 validation NDCG@100 is kept, as the iterative models keep their epoch. Without validation users
 the members get equal weights. Every member folds in, so the blend does too.
 
+One caveat of that choice: a member that picked its own epoch on the same validation users
+(Mult-DAE, Mult-VAE, RecVAE) looks better there than it will on new users, so it tends to get
+more weight than it should. On the peers benchmark (``benchmarks/RESULTS-peers.md``) EDLAE +
+Mult-DAE gained +0.0086 NDCG@100 over EDLAE alone on ML-100K but lost 0.0022 on ml-latest-small,
+where Mult-DAE is far weaker and was still given 0.7 to 0.8 of the weight on 3 of 5 splits.
+
 Members are named in ``members`` and built at their own defaults (``device`` is passed to those
 that take one). For members with other hyperparameters, or fitted another way (for example a
 closed-form model refitted after cross-validation), :meth:`Blend.of` blends fitted models.
@@ -45,7 +51,7 @@ class BlendConfig:
     ----------
     members : tuple of str
         Registered implicit-feedback models, each built at its defaults (default EDLAE and
-        Mult-DAE, the pair that did best on the peers benchmark).
+        Mult-DAE, the best pair on ML-100K in the peers benchmark).
     weights : tuple of float
         One non-negative weight per member, summing to 1; empty (the default) chooses them on
         validation.
@@ -163,7 +169,8 @@ class Blend(Recommender):
         for start in range(0, len(users), SELECTION_BATCH):
             rows = users[start:start + SELECTION_BATCH]
             batch = self._check_batch(fold_in[rows])
-            standardised = _on_one_device([standardise(m.score_tensor(batch)) for m in self.members_])
+            standardised = _on_one_device([standardise(m.score_tensor(batch))
+                                           for m in self.members_])
             for g, weights in enumerate(grid):
                 top = _top_k(_combine(standardised, weights), SELECTION_K, batch, overwrite=True)
                 hits, n_relevant = _hits(top, targets[rows])
