@@ -161,6 +161,9 @@ def test_rating_models_and_unknown_names_are_refused():
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         Blend(members=("ease", "nope")).fit(_users(20, 11))
     assert not IAutoRec.implicit
+    ratings = IAutoRec(epochs=1, device="cpu").fit(_users(20, 12))
+    with pytest.raises(ConfigError, match="predicts ratings"):
+        Blend.of([ratings, Popularity().fit(_users(20, 12))])
 
 
 def test_blending_needs_fitted_models_over_the_same_items(members):

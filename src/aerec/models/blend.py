@@ -120,6 +120,7 @@ class Blend(Recommender):
         """
         for model in models:
             model._check_fitted()
+            _check_ranks_items(type(model))
         blend = cls(members=tuple(m.name for m in models), weights=tuple(weights or ()),
                     weight_step=weight_step)
         first = models[0]
@@ -137,9 +138,7 @@ class Blend(Recommender):
 
         members = []
         for name in self.config.members:
-            cls = get_model_class(name)
-            if not cls.implicit:
-                raise ConfigError(f"{name} predicts ratings; a blend ranks items (implicit models)")
+            cls = _check_ranks_items(get_model_class(name))
             has_device = "device" in cls.Config.__dataclass_fields__
             members.append(cls(**({"device": self.config.device} if has_device else {})))
         for member in members:
@@ -257,6 +256,12 @@ def _member_kwargs(member: Recommender, kwargs: dict[str, Any]) -> dict[str, Any
     if isinstance(member, TorchRecommender):
         return {k: v for k, v in kwargs.items() if k in ("callbacks", "progress")}
     return {}
+
+
+def _check_ranks_items(cls: type[Recommender]) -> type[Recommender]:
+    if not cls.implicit:
+        raise ConfigError(f"{cls.name} predicts ratings; a blend ranks items (implicit models)")
+    return cls
 
 
 def _check_weights(weights: tuple[float, ...], n: int) -> None:
