@@ -153,8 +153,16 @@ def worker_aerec(model_name: str, split_dir: Path, out: Path, overrides: dict) -
     scores = model.score(split.test.fold_in.matrix)
     finish(out, scores, {"seconds_per_epoch": per_epoch, "epochs": epochs, "train_seconds": total,
                          "best_epoch": getattr(model, "best_epoch_", None), "folds_in": True,
-                         "settings": model.get_params(),
-                         **({"weights": model.weights_.tolist()} if hasattr(model, "weights_") else {})})
+                         "settings": _settings(model)})
+
+
+def _settings(model) -> dict:
+    """A model's hyperparameters, with a blend's weights as chosen (its config's are empty when
+    validation chose them)."""
+    params = model.get_params()
+    if hasattr(model, "weights_"):
+        params["weights"] = model.weights_.tolist()
+    return params
 
 
 #: EASE's L2 weights tried by ``ease-val`` (Steck tunes lambda per data set; 500 is ML-20M's).
@@ -194,6 +202,8 @@ CROSS_VALIDATED = {
                            for lam in (100.0, 250.0, 500.0)]),
 }
 CV_FOLDS = 5
+#: Systems refitted on the training + validation users, not on the training users alone.
+REFIT_ON_VALIDATION_USERS = (*CROSS_VALIDATED, "blend-cv")
 
 
 def _cross_validated(name: str, split_dir: Path, out: Path, *, peers_data: bool = False) -> None:
@@ -259,14 +269,13 @@ def _blend_cross_validated(split, split_dir: Path, out: Path) -> None:
     from aerec.models import EDLAE, Blend, MultDAE
 
     parts = load_parts(split_dir)
-    results, cv_seconds = _cross_validation("edlae-cv", split_dir,
-                                            _training_and_validation_users(parts))
+    users = _training_and_validation_users(parts)
+    results, cv_seconds = _cross_validation("edlae-cv", split_dir, users)
     chosen = best(results).params
     fit_started = time.perf_counter()
     dae = MultDAE(device="cpu").fit(split.train, split.validation)
     on_training = EDLAE(**chosen).fit(split.train)
     weights = Blend.of([on_training, dae], validation=split.validation).weights_
-    users = _training_and_validation_users(parts)
     refitted = EDLAE(**chosen).fit(Interactions(users, np.arange(users.shape[0]).astype(str),
                                                 split.train.item_ids, None, False))
     blend = Blend.of([refitted, dae], weights=tuple(weights))
@@ -654,7 +663,7 @@ def render(results: list[dict]) -> str:
             how = "fold-in" if ok[0]["folds_in"] else "by id, trained on fold-in"
             if ok[0].get("peers_data"):
                 how = "fold-in, trained on fold-in (the peers' data)"
-            if model in CROSS_VALIDATED:
+            if model in REFIT_ON_VALIDATION_USERS:
                 how = "fold-in, trained on training + validation users"
             lines.append(
                 f"| {name} | {' | '.join(cells)} | {spe:.3f} | {_ratio(ok, ref)} | "
