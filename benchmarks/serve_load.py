@@ -13,7 +13,13 @@ per second, p50 / p99 latency and the error count for:
   service sustains;
 * the same at a fixed offered rate (``--rate``, default 300 req/s), open loop: latency counted
   from when each request was due, the figure a service-level goal is stated in;
-* ``POST /recommend`` with ``--max-batch 1``: every request scored alone.
+* ``POST /recommend`` with ``--max-batch 1``: every request scored alone;
+* ``mixed`` (run it with ``--rows mixed --concurrency 50 --time-limit 60``): many clients for a
+  fixed time, each request drawn at random from valid ones (recommend, a user's recommendations,
+  search, health) and invalid ones (:data:`BAD_REQUESTS`: malformed JSON, wrong types, lone
+  surrogates, NaN ratings, bodies over the limit, unknown routes and methods). It counts answers
+  by class and fails (exit status 1) on any 5xx, any valid request not answered 200, any invalid
+  one not answered 4xx, or a server that is not up afterwards; latencies are of valid requests.
 
 The client shares the machine's cores with the server, as a real load generator on the same host
 would; the floor row measures what that costs. Run::
@@ -117,6 +123,34 @@ class Server:
                 self.proc.wait()
 
 
+#: Requests the service must refuse with a 4xx (and a JSON error), never a 5xx.
+BAD_REQUESTS: list[tuple[str, str, bytes | None, str]] = [
+    # (method, path, raw body or None, content type)
+    ("POST", "/recommend", b'{"items": ["1"', "application/json"),
+    ("POST", "/recommend", b"[1, 2]", "application/json"),
+    ("POST", "/recommend", b"", "application/json"),
+    ("POST", "/recommend", b'{"items": ["\\ud800"]}', "application/json"),
+    ("POST", "/recommend", b'{"items": ["1:nan"]}', "application/json"),
+    ("POST", "/recommend", b'{"items": [NaN], "n": Infinity}', "application/json"),
+    ("POST", "/recommend", b'{"items": ["1"], "n": 1000000}', "application/json"),
+    ("POST", "/recommend", b'{"items": [true, null, 1.5]}', "application/json"),
+    ("POST", "/recommend", b'{"items": ["1"], "extra": 1}', "application/json"),
+    ("POST", "/recommend", b"\xff\xfe\x00garbage", "application/json"),
+    ("POST", "/recommend", b"items=1", "application/x-www-form-urlencoded"),
+    ("POST", "/recommend", b'{"items": ["' + b"9" * 300_000 + b'"]}', "application/json"),
+    ("GET", "/recommend", None, ""),
+    ("DELETE", "/items", None, ""),
+    ("GET", "/items?limit=0", None, ""),
+    ("GET", "/items?limit=abc", None, ""),
+    ("GET", "/items?q=" + "x" * 300, None, ""),
+    ("GET", "/users/no-such-user/recommendations", None, ""),
+    ("GET", "/users/1/recommendations?n=-3", None, ""),
+    ("GET", "/users/" + "u" * 300 + "/recommendations", None, ""),
+    ("GET", "/no/such/page", None, ""),
+    ("GET", "/static/../../etc/passwd", None, ""),
+]
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection, spoken by hand.
 
@@ -135,15 +169,21 @@ class Connection:
 
     async def send(self, request: bytes) -> int:
         """Send one encoded request; return the response's status code (its body is read)."""
+        return (await self.exchange(request))[0]
+
+    async def exchange(self, request: bytes) -> tuple[int, bool]:
+        """Send one encoded request; return its status and whether the server closes after it."""
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = 0
+        length, closing = 0, False
         for line in head.split(b"\r\n")[1:]:
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
+            elif line.lower() == b"connection: close":
+                closing = True
         await self.reader.readexactly(length)
-        return status
+        return status, closing
 
     def close(self) -> None:
         self.writer.close()
@@ -151,11 +191,66 @@ class Connection:
 
 def encode(method: str, path: str, body: dict | None) -> bytes:
     """One HTTP/1.1 request as bytes, with a JSON body when given one."""
-    payload = b"" if body is None else json.dumps(body).encode()
+    return encode_raw(method, path, None if body is None else json.dumps(body).encode(),
+                      "application/json")
+
+
+def encode_raw(method: str, path: str, payload: bytes | None, content_type: str) -> bytes:
+    """One HTTP/1.1 request as bytes, with ``payload`` sent as it is."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive\r\n"
-    if body is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-    return (head + "\r\n").encode() + payload
+    if payload is not None:
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        head += f"Content-Length: {len(payload)}\r\n"
+    return (head + "\r\n").encode() + (payload or b"")
+
+
+async def mixed_load(port: int, valid: list[bytes], invalid: list[bytes], clients: int,
+                     seconds: float, invalid_share: float, seed: int = 0) -> dict:
+    """``clients`` connections for ``seconds``, each sending valid or invalid requests at random.
+
+    Returns counts of answers by class, transport errors, and the latencies of valid requests.
+    """
+    counts = {"valid_200": 0, "valid_other": 0, "invalid_4xx": 0, "invalid_other": 0, "5xx": 0,
+              "transport_errors": 0}
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        conn = await Connection.open(port)
+        local = np.random.default_rng([seed, k])
+        while time.perf_counter() < stop_at:
+            bad = local.random() < invalid_share
+            pool = invalid if bad else valid
+            request = pool[int(local.integers(len(pool)))]
+            started = time.perf_counter()
+            try:
+                status, closing = await conn.exchange(request)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                counts["transport_errors"] += 1
+                conn.close()
+                conn = await Connection.open(port)
+                continue
+            if status >= 500:
+                counts["5xx"] += 1
+            if bad:
+                counts["invalid_4xx" if 400 <= status < 500 else "invalid_other"] += 1
+            else:
+                counts["valid_200" if status == 200 else "valid_other"] += 1
+                latencies.append(time.perf_counter() - started)
+            if closing:  # e.g. after a refused body the server drops the connection
+                conn.close()
+                conn = await Connection.open(port)
+        conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    lat = np.array(latencies or [float("nan")]) * 1000
+    total = sum(v for key, v in counts.items() if key not in ("5xx", "transport_errors"))
+    return {**counts, "requests": total, "seconds": elapsed, "rps": total / elapsed,
+            "valid_rps": len(latencies) / elapsed,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
 
 
 async def load(port: int, requests: list[bytes], count: int, concurrency: int,
@@ -245,8 +340,12 @@ def main() -> None:
     parser.add_argument("--server-args", default="",
                         help="extra options for every `aerec serve`, e.g. '--threads 2'")
     parser.add_argument("--rows", default="health,batched,open,single",
-                        help="rows to run (default all: health,batched,open,single)")
+                        help="rows to run (default: health,batched,open,single; also: mixed)")
+    parser.add_argument("--invalid-share", type=float, default=0.3,
+                        help="share of invalid requests in the mixed row (default 0.3)")
     args = parser.parse_args()
+    wanted = args.rows.split(",")
+    mixed = None
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or Path(tmp) / "run"
@@ -268,7 +367,7 @@ def main() -> None:
             ("single", "POST /recommend, one request per batch, closed loop", recommend,
              ["--max-batch", "1"], None),
         ):
-            if key not in args.rows.split(","):
+            if key not in wanted:
                 continue
             server = Server(run_dir, args.server_args.split() + extra)
             try:
@@ -280,8 +379,21 @@ def main() -> None:
                   f"p99 {result['p99']:.1f} ms, {result['errors']} errors, server CPU "
                   f"{result['server_cpu_ms']:.2f} ms/req, client CPU {result['client_cpu_ms']:.2f} "
                   "ms/req", flush=True)
+        if "mixed" in wanted:
+            mixed = run_mixed(run_dir, bodies, args)
 
-    floor = rows[0][1]["rps"] if "health" in args.rows.split(",") else float("nan")
+    if mixed is not None:
+        health = next((r for label, r in rows if label.startswith("GET /health")), None)
+        table = mixed_table(mixed, args, health)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table)
+            args.markdown = None  # the mixed table is the file; the others are printed
+        if not mixed["passed"]:
+            raise SystemExit(1)
+    if not rows:
+        return
+    floor = rows[0][1]["rps"] if "health" in wanted else float("nan")
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores ({_cpu_name()}); one uvicorn worker; "
         f"client (raw asyncio HTTP/1.1, {args.concurrency} keep-alive connections) on the same "
@@ -307,6 +419,61 @@ def main() -> None:
     print(table)
     if args.markdown:
         args.markdown.write_text(table)
+
+
+def run_mixed(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict:
+    """The mixed row: valid and invalid requests from many clients; did anything break?"""
+    users = load_split(run_dir / "split").train.user_ids[:200].tolist()
+    words = ["a", "e", "star", "1", "the", "zz", ""]
+    valid = ([encode("POST", "/recommend", b) for b in bodies[:500]]
+             + [encode("GET", f"/users/{u}/recommendations?n=10", None) for u in users]
+             + [encode("GET", f"/items?q={w}&limit=20", None) for w in words]
+             + [encode("GET", "/health", None)])
+    invalid = [encode_raw(*bad) for bad in BAD_REQUESTS]
+    server = Server(run_dir, args.server_args.split())
+    try:
+        load_before = os.getloadavg()[0]
+        result = asyncio.run(mixed_load(server.port, valid, invalid, args.concurrency,
+                                        args.time_limit, args.invalid_share))
+        result["load_before"], result["load_after"] = load_before, os.getloadavg()[0]
+        try:
+            up = httpx.get(server.url + "/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            up = False
+        result["up_afterwards"] = up and server.proc.poll() is None
+    finally:
+        server.stop()
+    result["passed"] = (result["5xx"] == 0 and result["valid_other"] == 0
+                        and result["invalid_other"] == 0 and result["up_afterwards"])
+    return result
+
+
+def mixed_table(r: dict, args: argparse.Namespace, floor: dict | None) -> str:
+    """The mixed row as a markdown table with the conditions it ran under.
+
+    ``floor``, when the ``health`` row ran too, gives the p99 of ``GET /health`` under the same
+    client, the ratio's denominator.
+    """
+    cores = os.cpu_count() or 1
+    ratio = f"{r['p99'] / floor['p99']:.1f}" if floor else "n/a"
+    return "\n".join([
+        f"Machine: {platform.machine()}, {cores} cores ({_cpu_name()}); one uvicorn worker; "
+        f"{args.concurrency} clients (raw asyncio HTTP/1.1, keep-alive) on the same machine for "
+        f"{r['seconds']:.0f} s; {args.invalid_share:.0%} of requests invalid "
+        f"({len(BAD_REQUESTS)} kinds); load average {r['load_before']:.1f} before, "
+        f"{r['load_after']:.1f} after (on {cores} cores).",
+        "",
+        "| requests | req/s | valid 200 | valid other | invalid 4xx | invalid other | 5xx "
+        "| transport errors | valid p50 ms | valid p99 ms | p99 / floor p99 | up afterwards |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {r['requests']} | {r['rps']:.0f} | {r['valid_200']} | {r['valid_other']} | "
+        f"{r['invalid_4xx']} | {r['invalid_other']} | {r['5xx']} | {r['transport_errors']} | "
+        f"{r['p50']:.1f} | {r['p99']:.1f} | {ratio} | {'yes' if r['up_afterwards'] else 'NO'} |",
+        "" if floor is None else f"Floor: GET /health alone, closed loop, {args.concurrency} "
+        f"connections, same run: p50 {floor['p50']:.1f} ms, p99 {floor['p99']:.1f} ms, "
+        f"{floor['rps']:.0f} req/s.",
+        "",
+    ])
 
 
 def _cpu_name() -> str:

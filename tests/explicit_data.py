@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.data.interactions import Interactions
+from aerec.training import Trainer
 from aerec.data.splits import HeldOut
 
 
@@ -44,9 +45,10 @@ def assert_resume_is_bit_identical(cls, params: dict, train: Interactions, valid
                                    tmp_path) -> None:
     """Four epochs in one go equal two epochs, then a resume to four from the checkpoint: every
     weight bit for bit and every epoch's validation RMSE."""
-    full = cls(epochs=4, **params).fit(train, validation, run_dir=tmp_path / "a")
-    cls(epochs=2, **params).fit(train, validation, run_dir=tmp_path / "b")
-    resumed = cls(epochs=4, **params).fit(train, validation, run_dir=tmp_path / "b", resume=True)
+    full = Trainer(checkpoint=tmp_path / "a.ckpt").fit(cls(epochs=4, **params), train, validation)
+    Trainer(checkpoint=tmp_path / "b.ckpt").fit(cls(epochs=2, **params), train, validation)
+    resumed = Trainer(checkpoint=tmp_path / "b.ckpt", resume=True).fit(
+        cls(epochs=4, **params), train, validation)
     for name, value in full.module_.state_dict().items():
         assert torch.equal(value, resumed.module_.state_dict()[name]), name
     assert [h["val_rmse"] for h in full.history_] == [h["val_rmse"] for h in resumed.history_]

@@ -12,6 +12,7 @@ from aerec.beta_search import check_beta_search, search_beta
 from aerec.cli import main
 from aerec.data.splits import strong_generalization
 from aerec.errors import ConfigError
+from aerec.models import MultVAE
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from tiny_runs import tiny_interactions  # noqa: E402
@@ -70,6 +71,23 @@ def test_cli_beta_search_writes_the_curve_and_trains_with_the_chosen_beta(tmp_pa
     assert max(h["beta"] for h in history) <= best["beta"] + 1e-12
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 8 and "ndcg@100" in metrics
+
+
+def test_beta_search_with_early_stopping_searches_every_epoch_then_stops_early(tmp_path):
+    """The search anneals over the whole run (no early stop, or beta would not reach 1); the
+    training it configures stops early; both under the default automatic anneal length."""
+    csv = _tiny_csv(tmp_path / "ratings.csv")
+    run = tmp_path / "run"
+    sets = [arg for k, v in {**SMALL, "epochs": 30, "lr": 0.05}.items() for arg in ("--set", f"{k}={v}")]
+    assert MultVAE().config.total_anneal_steps == "auto"
+    assert main(["train", "--train", str(csv), "--split", "strong", "--heldout", "30",
+                 "--model", "mult-vae", "--beta-search", "--patience", "2", "--out", str(run),
+                 "--quiet", *sets]) == 0
+    search = json.loads((run / "beta_search.json").read_text())
+    assert len(search["records"]) == 30 and search["records"][-1]["beta"] > 0.9
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_early"] is (metrics["epochs"] < 30)
+    assert metrics["epochs"] <= metrics["best_epoch"] + 2
 
 
 def test_beta_search_is_for_mult_vae_only(tmp_path, capsys):

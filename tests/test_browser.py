@@ -59,14 +59,14 @@ def demo_run(tmp_path_factory) -> tuple[Path, str, str]:
     return run, "star", "ml-100k"
 
 
-@pytest.fixture(scope="module")
-def server_url(demo_run):
+def _start_server(run_dir: Path):
+    """``(url, stop)``: the service of ``run_dir`` in a thread, on a free loopback port."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(demo_run[0]), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(run_dir), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -74,9 +74,25 @@ def server_url(demo_run):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="module")
+def server_url(demo_run):
+    url, stop = _start_server(demo_run[0])
+    yield url
+    stop()
+
+
+def _policy_violations(driver) -> list[str]:
+    """Console messages of the page that report a blocked resource or script."""
+    return [e["message"] for e in driver.get_log("browser")
+            if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
 
 
 @pytest.fixture
@@ -86,6 +102,7 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP reports
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-dev-shm-usage", "--window-size=1360,900",
@@ -137,5 +154,101 @@ def test_search_pick_three_and_see_ten_recommendations(browser, server_url, demo
         shutil.copyfile(shot, os.environ["AEREC_DEMO_SCREENSHOT"])
 
     # Removing a pick updates the recommendations for the two that are left.
-    browser.find_element(By.CSS_SELECTOR, "#picked li button").click()
+    browser.find_element(By.CSS_SELECTOR, "#picked li button.remove").click()
     wait.until(lambda d: "for 2 picked items" in d.find_element(By.ID, "status").text)
+    assert not _policy_violations(browser)
+
+
+def test_similar_items_show_and_a_click_adds_an_item_to_the_picks(browser, server_url, demo_run):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, query, dataset = demo_run
+    wait = WebDriverWait(browser, 30)
+    browser.get(server_url + "/")
+    browser.find_element(By.ID, "search").send_keys(query)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results li button.add")
+               and all(query in li.text.lower()
+                       for li in d.find_elements(By.CSS_SELECTOR, "#results li[data-item]")))
+    first = browser.find_element(By.CSS_SELECTOR, "#results li[data-item]")
+    first_id, first_title = first.get_attribute("data-item"), first.find_element(By.CLASS_NAME, "title").text
+    first.find_element(By.CSS_SELECTOR, "button.add").click()
+
+    # The pick's similar items appear under the picks, the pick itself never among them.
+    wait.until(lambda d: d.find_element(By.ID, "similar").get_attribute("data-of") == first_id)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#similar li[data-item]")) == 8
+    assert browser.find_element(By.ID, "similar-of").text == first_title
+    similar = browser.find_elements(By.CSS_SELECTOR, "#similar li[data-item]")
+    assert first_id not in {li.get_attribute("data-item") for li in similar}
+    if dataset == "tiny-genres":  # known answer: the space films resemble each other
+        titles = [li.find_element(By.CLASS_NAME, "title").text for li in similar]
+        assert sum(t.startswith("Space Saga") for t in titles) >= 6, titles
+
+    # Clicking a recommended item's button adds it to the picks and re-scores for both.
+    wait.until(lambda d: "for 1 picked item" in d.find_element(By.ID, "status").text
+               and len(d.find_elements(By.CSS_SELECTOR, "#recs li.rec")) == 10)
+    rec = browser.find_element(By.CSS_SELECTOR, "#recs li.rec")
+    rec_id = rec.get_attribute("data-item")
+    rec.find_element(By.CSS_SELECTOR, "button.add").click()
+    wait.until(lambda d: "for 2 picked items" in d.find_element(By.ID, "status").text)
+    chips = [c.get_attribute("data-item") for c in browser.find_elements(By.CSS_SELECTOR, "#picked li")]
+    assert chips == [first_id, rec_id]
+    recs = {r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "#recs li.rec")}
+    assert not recs & {first_id, rec_id}
+
+    # The newest pick's similar items are shown; adding one of them makes three picks.
+    wait.until(lambda d: d.find_element(By.ID, "similar").get_attribute("data-of") == rec_id)
+    free = browser.find_element(By.CSS_SELECTOR, "#similar li button.add:not([disabled])")
+    free_id = free.get_attribute("data-item")
+    free.click()
+    wait.until(lambda d: "for 3 picked items" in d.find_element(By.ID, "status").text)
+    chips = [c.get_attribute("data-item") for c in browser.find_elements(By.CSS_SELECTOR, "#picked li")]
+    assert chips == [first_id, rec_id, free_id]
+    assert not _policy_violations(browser)
+
+
+def test_docs_render_from_local_files_under_their_policy(browser, server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server_url + "/docs")
+    WebDriverWait(browser, 30).until(
+        lambda d: "aerec recommendations" in "".join(
+            e.text for e in d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title")))
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) >= 4)
+    paths = {e.text.strip() for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/recommend", "/health", "/items"} <= paths, paths
+    assert not _policy_violations(browser)
+
+
+def test_a_failed_request_clears_the_list_it_no_longer_matches(browser, demo_run):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def click_free_add(driver) -> bool:
+        # the result list is redrawn when a search answers; try again on a redrawn button
+        try:
+            driver.find_element(By.CSS_SELECTOR, "#results li button.add:not([disabled])").click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    url, stop = _start_server(demo_run[0])
+    query = demo_run[1]
+    try:
+        wait = WebDriverWait(browser, 30)
+        browser.get(url + "/")
+        browser.find_element(By.ID, "search").send_keys(query)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li button.add")) >= 2
+                   and all(query in li.text.lower()
+                           for li in d.find_elements(By.CSS_SELECTOR, "#results li[data-item]")))
+        wait.until(click_free_add)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recs li.rec")) == 10)
+    finally:
+        stop()  # the server goes away; the page stays open
+    wait.until(click_free_add)
+    wait.until(lambda d: "Could not recommend" in d.find_element(By.ID, "status").text)
+    assert browser.find_elements(By.CSS_SELECTOR, "#recs li.rec") == []

@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from aerec.cli import main
+from aerec.config import config_to_dict
+from aerec.models import MultDAE
 
 
 def aerec(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,7 +45,9 @@ def test_train_writes_metrics_with_every_key(ml100k_run):
     assert 80 <= metrics["n_users"] <= 95
     assert metrics["ndcg@100"] > 0.15  # a random ranking scores about 0.03
     spec = json.loads((ml100k_run / "run.json").read_text())
-    assert spec["model"] == "mult-dae" and spec["params"] == {"epochs": "5"}
+    # every hyperparameter stored typed, the defaults too
+    assert spec["model"] == "mult-dae" and spec["params"] == config_to_dict(MultDAE(epochs=5).config)
+    assert spec["params"]["epochs"] == 5 and spec["training"] == {"patience": None, "refit": False}
     assert spec["split"] == {"kind": "strong", "seed": 98765, "n_heldout": 0.1}
     assert len(json.loads((ml100k_run / "history.json").read_text())) == 5
 
@@ -68,7 +72,7 @@ def test_recommend_for_a_user_and_for_an_unseen_history(ml100k_run, capsys):
     assert len(items) == 10 and not {"50", "181"} & set(items)
     assert main(["recommend", str(ml100k_run), "--items", "50,181", "-n", "3"]) == 0
     text = capsys.readouterr().out
-    assert text.count("\n") == 3 and "(19" in text  # titles with their year
+    assert text.count("\n") == 4 and "(19" in text  # a header, then titles with their year
 
 
 def test_unknown_hyperparameter_is_one_line_with_valid_names(tmp_path, shared_data_dir):
@@ -151,21 +155,70 @@ def test_given_split_in_lightgcn_format(tmp_path):
     assert json.loads((run / "run.json").read_text())["split"]["kind"] == "given"
 
 
-def test_items_history_takes_ratings_and_defaults_by_model_kind():
-    import numpy as np
+# -- the top-level handler: one line and a fitting exit status, never a traceback ---------------
+def _failing_report(monkeypatch, exc: BaseException) -> None:
+    import aerec.cli.report
 
-    from aerec.runs import items_history
+    def handler(args):
+        print("a first line of output")
+        raise exc
 
-    class Implicit:
-        implicit = True
-        item_ids_ = np.array(["10", "20", "30"])
-        n_items_ = 3
+    monkeypatch.setattr(aerec.cli.report, "run", handler)
 
-    class Rating(Implicit):
-        implicit = False
-        rating_range_ = (0.5, 5.0)
 
-    row, unknown = items_history(Implicit(), ["30", "10", "99"])
-    assert row.toarray().tolist() == [[1.0, 0.0, 1.0]] and unknown == ["99"]
-    row, _ = items_history(Rating(), ["30", "10:2.5"])
-    assert row.toarray().tolist() == [[2.5, 0.0, 5.0]]
+@pytest.mark.parametrize("exc, code, words", [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (MemoryError("Unable to allocate 7.3 TiB for an array"), 1, "out of memory (Unable to allocate"),
+    (OSError(28, "No space left on device", "/data/run/model.json"), 1,
+     "/data/run/model.json: No space left on device (files aerec writes are replaced whole"),
+    (PermissionError(13, "Permission denied", "/data/run"), 2, "/data/run: Permission denied"),
+    (OSError(36, "File name too long", "/x/" + "n" * 300), 2, "File name too long"),
+    (OSError(18, "Invalid cross-device link", "/a", None, "/b"), 2, "/a -> /b: Invalid cross-device"),
+])
+def test_errors_of_the_system_are_one_line_with_a_fitting_status(monkeypatch, capsys, exc, code,
+                                                                 words):
+    _failing_report(monkeypatch, exc)
+    assert main(["report", "RUN"]) == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    _failing_report(monkeypatch, BrokenPipeError(32, "Broken pipe"))
+    assert main(["report", "RUN"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_a_closed_pipe_ends_quietly_in_a_real_pipe(tmp_path):
+    # `aerec ... | head` where head has already gone: the output is written at the final flush,
+    # which must happen inside the handler, not at interpreter exit.
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "aerec.cli", "data", "synth", "--users", "20",
+                           "--items", "10", "--interactions", "100", "--out",
+                           str(tmp_path / "s.csv")], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["train"], ["evaluate"], ["recommend"],
+    ["data", "synth"], ["bench", "epoch"], ["tune"], ["report"], ["serve"],
+], ids=lambda a: " ".join(a) or "aerec")
+def test_help_imports_neither_torch_nor_numpy(argv):
+    code = ("import sys\nfrom aerec.cli import main\ntry:\n    main(sys.argv[1:] + ['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'pandas') if m in sys.modules),"
+            " file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.startswith("usage: aerec")
+    assert done.stderr.strip() == "[]"
+
+
+def test_an_argument_error_imports_no_torch():
+    code = ("import sys\nfrom aerec.cli import main\ntry:\n    main(['tune', '--trials', 'x'])\n"
+            "except SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"] and "invalid int value" in done.stderr

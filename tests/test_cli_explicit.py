@@ -80,7 +80,7 @@ def test_time_split_with_biased_mf(tmp_path, shared_data_dir):
     (["--data", "ml-100k", "--split", "time"], "needs --cutoff"),
     (["--data", "ml-latest-small", "--split", "u1"], "use --data ml-100k"),
     (["--data", "ml-100k", "--split", "u1", "--min-user", "5"], "used as published"),
-    (["--data", "ml-100k", "--split", "random", "--test-fraction", "2"], "test_fraction"),
+    (["--data", "ml-100k", "--split", "random", "--test-fraction", "2"], "--test-fraction"),
 ])
 def test_bad_split_options_are_one_line_errors(tmp_path, shared_data_dir, capsys, args, message):
     code = _train(shared_data_dir, tmp_path / "x", *args, "--model", "u-autorec")

@@ -50,21 +50,29 @@ def _files_under(folder: Path) -> list[str]:
 
 
 # -- the registry --------------------------------------------------------------------------------
+MOVIELENS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest-small")
+
+
 def test_registry_points_at_grouplens():
-    assert set(DATASETS) == {"ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest-small"}
-    for name, spec in DATASETS.items():
+    assert set(DATASETS) == {*MOVIELENS, "netflix", "msd"}
+    for name in MOVIELENS:
+        spec = DATASETS[name]
         assert spec.url(datasets.DEFAULT_BASE_URL) == (
             f"https://files.grouplens.org/datasets/movielens/{name}.zip")
         assert spec.md5 is None or re.fullmatch(r"[0-9a-f]{32}", spec.md5)
     assert DATASETS["ml-10m"].folder == "ml-10M100K"
     assert DATASETS["ml-latest-small"].md5 is None  # regenerated upstream: checked by sidecar
+    for name in ("netflix", "msd"):  # no checkable official download: read from a folder
+        assert DATASETS[name].archive is None
+        with pytest.raises(ConfigError, match="not downloaded"):
+            DATASETS[name].url(datasets.DEFAULT_BASE_URL)
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="ml-100k, ml-1m"):
+    with pytest.raises(ConfigError, match="ml-100k, ml-1m, .*netflix, msd"):
         find_dataset("ml-2m")
-    with pytest.raises(ConfigError, match="netflix"):
-        load_dataset("netflix")
+    with pytest.raises(ConfigError, match="known:"):
+        load_dataset("Netflix")
 
 
 # -- finding -------------------------------------------------------------------------------------

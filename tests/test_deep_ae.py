@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.data.interactions import Interactions
+from aerec.training import Trainer
 from aerec.models import DeepAutoencoder
 from aerec.models.sparse import SparseBatch
 from aerec.models.torch_base import TrainState
@@ -158,8 +159,8 @@ def test_refeed_doubles_the_updates(tmp_path):
     train, _, _ = rank_one(n_users=20, n_items=12)
     for refeed, per_batch in ((False, 1), (True, 2)):
         model = DeepAutoencoder(hidden=(6,), refeed=refeed, batch_size=8, epochs=2, device="cpu")
-        model.fit(train, run_dir=tmp_path / str(refeed))
-        state, _ = load_state(tmp_path / str(refeed) / "checkpoint.safetensors")
+        Trainer(checkpoint=tmp_path / f"{refeed}.ckpt").fit(model, train)
+        state, _ = load_state(tmp_path / f"{refeed}.ckpt")
         assert state["update_count"] == 2 * 3 * per_batch  # 20 users / 8 -> 3 batches
 
 

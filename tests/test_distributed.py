@@ -17,6 +17,7 @@ from aerec.data.synthetic import write_synthetic
 from aerec.distributed import pool_means, shard
 from aerec.errors import ConfigError
 from aerec.models import MultVAE
+from aerec.training import Trainer
 from aerec.runs import evaluate_model, load_split
 
 #: A small model, so that the runs take seconds: the protocol is what is tested.
@@ -82,6 +83,7 @@ SCRIPT = textwrap.dedent("""
     from aerec.data.splits import HeldOut
     from aerec.data.synthetic import synthesize
     from aerec.models import MultVAE
+    from aerec.training import Trainer
 
     out = sys.argv[1]
     distributed.init()
@@ -91,7 +93,8 @@ SCRIPT = textwrap.dedent("""
     keep = np.random.default_rng(0).random(held.matrix.nnz) < 0.8
     model = MultVAE(hidden=(48,), latent=16, epochs=4, batch_size=50, total_anneal_steps=20,
                     device="cpu", seed=9)
-    model.fit(train, HeldOut(held.mask(keep), held.mask(~keep)), run_dir=f"{out}/rank{rank}")
+    Trainer(checkpoint=f"{out}/rank{rank}.ckpt").fit(model, train,
+                                                      HeldOut(held.mask(keep), held.mask(~keep)))
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes()
                                      for p in model.module_.parameters())).hexdigest()
     json.dump({"digest": digest, "history": model.history_, "best": model.best_epoch_},
@@ -113,8 +116,8 @@ def test_ranks_stay_identical_and_agree_on_annealing_and_selection(tmp_path):
     # 300 users / 50 = 6 updates per epoch; beta = min(0.2, updates / 20) averaged over the
     # epoch's updates: (0 + .05 + .1 + .15 + .2 + .2) / 6 in the first epoch, as one process
     assert [h["beta"] for h in r0["history"]] == pytest.approx([0.7 / 6, 0.2, 0.2, 0.2])
-    assert (tmp_path / "rank0" / "checkpoint.safetensors").exists()
-    assert not (tmp_path / "rank1").exists()  # rank 1 wrote nothing
+    assert (tmp_path / "rank0.ckpt").exists()
+    assert not (tmp_path / "rank1.ckpt").exists()  # rank 1 wrote nothing
 
 
 def test_shares_and_pooled_means():
@@ -132,4 +135,4 @@ def test_distributed_true_without_a_group_is_a_clear_error():
     import scipy.sparse as sp
 
     with pytest.raises(ConfigError, match="torchrun"):
-        MultVAE(epochs=1, device="cpu").fit(sp.csr_matrix(x), distributed=True)
+        Trainer(distributed=True).fit(MultVAE(epochs=1, device="cpu"), sp.csr_matrix(x))

@@ -59,31 +59,52 @@ def test_ratings_are_binarised():
     assert np.array_equal(a.numpy(), b.numpy())
 
 
-def test_memory_estimate_arithmetic():
-    # items^2 * 8 bytes * DENSE_MATRICES (3): 20,000 items (ML-20M) -> 9.6e9 bytes
-    assert ease_module.DENSE_MATRICES == 3
-    assert memory_needed(20_000) == 20_000 * 20_000 * 8 * 3 == 9_600_000_000
-    assert memory_needed(1) == 24
-    assert largest_fitting(9_600_000_000) == 20_000
-    assert largest_fitting(9_599_999_999) == 19_999
-    assert largest_fitting(0) == 0
+def test_memory_estimate_counts_one_dense_matrix_and_a_few_blocks():
+    # one items x items float64 matrix + WORKSPACE_BLOCKS blocks of rows + the sparse copies
+    assert ease_module.DENSE_MATRICES == 1
+    n, nnz = 40_981, 810_128  # the issue's data set
+    rows = ease_module.block_rows(n)
+    assert rows == ease_module.BLOCK_BYTES // (8 * n) == 409
+    workspace = ease_module.WORKSPACE_BLOCKS * rows * n * 8
+    assert memory_needed(n, nnz) == n * n * 8 + workspace + nnz * ease_module.SPARSE_BYTES_PER_ENTRY
+    assert 12.5 * 2**30 < memory_needed(n, nnz) < 13.1 * 2**30  # the matrix is 12.51 GiB
+    # a small matrix is cut in MIN_BLOCKS (8) blocks: 2 rows each for 12 items
+    assert ease_module.block_rows(12) == 2
+    assert memory_needed(12) == 12 * 12 * 8 + ease_module.WORKSPACE_BLOCKS * 2 * 12 * 8
+    assert memory_needed(12, dtype="float32") == 12 * 12 * 4 + ease_module.WORKSPACE_BLOCKS * 2 * 12 * 8
+
+
+@pytest.mark.parametrize("available", [0, 1, 5_000, 10**6, 9_600_000_000, 21.3 * 2**30, 2**40])
+def test_largest_fitting_is_the_largest_that_fits(available):
+    available = int(available)
+    n = largest_fitting(available, nnz=1000)
+    assert n == 0 or memory_needed(n, 1000) <= available
+    assert memory_needed(n + 1, 1000) > available
+
+
+def test_the_issues_data_set_now_fits_where_it_was_refused():
+    # The issue: 40,981 items refused with 21.3 GiB available, "N <= 30,835" (three matrices).
+    available = int(21.3 * 2**30)
+    assert largest_fitting(available, nnz=810_128) > 52_000
+    check_memory(40_981, available=available, nnz=810_128)
 
 
 def test_refuses_before_allocating_when_memory_is_short(monkeypatch):
     x = _data(n_items=12)
-    # 12 items need 12^2 * 24 = 3456 bytes; pretend only 2400 are available
-    monkeypatch.setattr(ease_module, "available_memory", lambda: 2400)
+    nnz = int((x != 0).sum())
+    monkeypatch.setattr(ease_module, "available_memory", lambda: memory_needed(10, nnz))
     monkeypatch.setattr(ease_module, "gram_matrix", lambda *a: pytest.fail("allocated anyway"))
     with pytest.raises(ConfigError) as err:
         EASE(lam=1.0).fit(sp.csr_matrix(x))
     message = str(err.value)
-    assert "12 items" in message and "--set max_items=N" in message
-    assert "N <= 10 fits" in message  # isqrt(2400 / 24) = 10
+    assert "12 items" in message and "one dense 12 x 12 float64 matrix" in message
+    assert "--set max_items=N" in message and "N <= 10 fits" in message
 
 
 def test_max_items_makes_it_fit_and_keeps_the_most_popular(monkeypatch):
     x = _data(n_items=12)
-    monkeypatch.setattr(ease_module, "available_memory", lambda: 2400)
+    nnz = int((x != 0).sum())
+    monkeypatch.setattr(ease_module, "available_memory", lambda: memory_needed(10, nnz))
     model = EASE(lam=1.0, max_items=10).fit(sp.csr_matrix(x))
     counts = x.sum(axis=0)
     expected = np.sort(np.argsort(-counts, kind="stable")[:10])

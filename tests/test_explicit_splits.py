@@ -15,7 +15,7 @@ from aerec.data.explicit_splits import (
 )
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
-from aerec.runs import SPLIT_KINDS
+from aerec.data.split_kinds import SPLIT_KINDS
 
 DAY = 86_400
 

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.bench import random_holdout
+from aerec.training import Trainer
 from aerec.data.synthetic import synthesize
 from aerec.evaluation import evaluate_ranking
 from aerec.models import MultDAE, MultVAE
@@ -62,10 +63,10 @@ def test_training_on_cuda_matches_the_cpu_in_distribution(cls):
 @pytest.mark.gpu
 def test_cuda_resume_is_bit_identical(tmp_path):
     m = _data()
-    full = MultVAE(epochs=4, batch_size=40, device="cuda").fit(m, run_dir=tmp_path / "a")
-    MultVAE(epochs=2, batch_size=40, device="cuda").fit(m, run_dir=tmp_path / "b")
-    resumed = MultVAE(epochs=4, batch_size=40, device="cuda").fit(
-        m, run_dir=tmp_path / "b", resume=True)
+    full = Trainer(checkpoint=tmp_path / "a.ckpt").fit(MultVAE(epochs=4, batch_size=40, device="cuda"), m)
+    Trainer(checkpoint=tmp_path / "b.ckpt").fit(MultVAE(epochs=2, batch_size=40, device="cuda"), m)
+    resumed = Trainer(checkpoint=tmp_path / "b.ckpt", resume=True).fit(
+        MultVAE(epochs=4, batch_size=40, device="cuda"), m)
     for k, v in full.module_.state_dict().items():
         assert torch.equal(v, resumed.module_.state_dict()[k]), k
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aerec.data.explicit_splits import time_split
-from aerec.data.netflix import netflix_files, read_netflix
+from aerec.data.netflix import netflix_files, read_netflix, read_netflix_titles
 from aerec.data.preprocess import DuplicateInteractionsWarning
 from aerec.errors import DataError, ParseError
 
@@ -103,3 +103,15 @@ def test_missing_files_and_duplicates(tmp_path):
     with pytest.warns(DuplicateInteractionsWarning):
         data = read_netflix(path)
     assert data.nnz == 1 and data.matrix.data[0] == 4.0  # the later rating wins
+
+
+def test_titles_kaggle_file_and_errors(tmp_path):
+    assert read_netflix_titles(tmp_path) == {}  # titles are optional
+    (tmp_path / "movie_titles.csv").write_text(
+        "1,2003,Dinosaur Planet\r\n\r\n17770,2003,Alien Hunter\r\n")
+    assert read_netflix_titles(tmp_path) == {"1": "Dinosaur Planet (2003)",
+                                             "17770": "Alien Hunter (2003)"}
+    (tmp_path / "movie_titles.csv").write_text("1,2003,Dinosaur Planet\nx2,2004,Oops\n")
+    with pytest.raises(ParseError, match="MovieID,YearOfRelease,Title") as info:
+        read_netflix_titles(tmp_path)
+    assert info.value.path == str(tmp_path / "movie_titles.csv") and info.value.line == 2

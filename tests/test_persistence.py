@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.config import make_config, parse_assignments
-from aerec.errors import ConfigError
+from aerec.errors import ConfigError, DataError
 from aerec.models.vae import MultVAEConfig
 from aerec.persistence import load_csr, load_state, save_csr, save_state, write_json
 
@@ -52,7 +52,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
 def test_a_file_that_is_not_ours_is_a_clear_error(tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(ConfigError, match="x.safetensors"):
+    with pytest.raises(DataError, match="x.safetensors"):
         load_state(bad)
 
 
@@ -98,3 +98,74 @@ def test_tensors_sharing_storage_are_saved_apart(tmp_path):
     back, _ = load_state(tmp_path / "tied.safetensors")
     assert torch.equal(back["w"], w) and torch.equal(back["again"], w)
     assert torch.equal(back["row"], w[0])
+
+
+# -- the read side: files that parse but are wrong ------------------------------------------------
+def test_read_json_checks_the_top_level_type(tmp_path):
+    from aerec.persistence import read_json
+
+    (tmp_path / "a.json").write_text("[1, 2]")
+    assert read_json(tmp_path / "a.json", expect=list) == [1, 2]
+    with pytest.raises(DataError, match=r"a\.json: expected a JSON object, found a JSON array"):
+        read_json(tmp_path / "a.json", expect=dict)
+
+
+def test_read_json_refuses_what_is_not_a_small_regular_file(tmp_path):
+    from aerec.persistence import read_json
+
+    (tmp_path / "big.json").write_text("[" + "0," * 50 + "0]")
+    assert len(read_json(tmp_path / "big.json", max_bytes=200)) == 51
+    with pytest.raises(DataError, match="big.json: larger than"):
+        read_json(tmp_path / "big.json", max_bytes=100)
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="zero.json: not a regular file"):
+        read_json(tmp_path / "zero.json")  # would never end if it were read
+    with pytest.raises(DataError, match="nope.json: not found"):
+        read_json(tmp_path / "nope.json")
+    with pytest.raises(DataError, match="is a directory"):
+        read_json(tmp_path)
+
+
+def test_check_fields_names_the_missing_or_mistyped_field(tmp_path):
+    from aerec.persistence import check_fields
+
+    fields = {"n": int, "ids": list}
+    check_fields({"n": 3, "ids": []}, "x.json", fields)
+    with pytest.raises(DataError, match=r"x.json, field 'ids': missing"):
+        check_fields({"n": 3}, "x.json", fields)
+    with pytest.raises(DataError, match=r"field 'n': must be an integer, found true or false"):
+        check_fields({"n": True, "ids": []}, "x.json", fields)
+    with pytest.raises(DataError, match=r"field 'ids': must be a JSON array, found a JSON object"):
+        check_fields({"n": 1, "ids": {}}, "x.json", fields)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"data": np.array([{"a": 1}], dtype=object)}, "not a saved sparse matrix"),
+    ({"indptr": np.array([0, 3, 1, 2], np.int32)}, "inconsistent CSR arrays"),
+    ({"data": np.array([np.nan, 1, 1, 1, 1, 1, 1, 1], np.float32)}, "NaN or infinite"),
+    ({"data": np.array(["a"] * 8)}, "not numeric CSR arrays"),
+    ({"shape": np.array([3])}, "is not that of a matrix"),
+])
+def test_load_csr_refuses_matrices_that_parse_but_are_wrong(tmp_path, arrays, message):
+    m = sp.csr_matrix(np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 1, 0]], np.float32))
+    save_csr(tmp_path / "m.npz", m)
+    good = dict(np.load(tmp_path / "m.npz", allow_pickle=False))
+    np.savez(tmp_path / "m.npz", **{**good, **arrays})
+    with pytest.raises(DataError, match=f"m.npz: .*{message}"):
+        load_csr(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("skeleton, message", [
+    ({"__tensor__": "s.gone"}, "refers to a tensor 's.gone' that the file lacks"),
+    ({"__dict__": [["a"]]}, "not a list of pairs"),
+    ({"__dict__": [[[1, 2], 3]]}, "a key of the skeleton is a JSON array"),
+])
+def test_load_state_refuses_a_malformed_skeleton(tmp_path, skeleton, message):
+    import json
+
+    from safetensors.torch import save_file
+
+    save_file({"s.a": torch.ones(2)}, str(tmp_path / "s.safetensors"),
+              metadata={"skeleton": json.dumps(skeleton), "meta": "{}"})
+    with pytest.raises(DataError, match=f"s.safetensors: malformed state metadata: .*{message}"):
+        load_state(tmp_path / "s.safetensors")

@@ -170,6 +170,54 @@ def test_ml100k_bad_lines(tmp_path, text, line, field, message):
     assert f"line {line}" in str(error)
 
 
+# Values beyond int64 (and ratings beyond float64) are refused by line and field in every reader,
+# never an OverflowError; int64's own limits are still read.
+BIG = "99999999999999999999999"
+INT64_MAX = str(2**63 - 1)
+
+
+@pytest.mark.parametrize(("name", "text", "line", "field", "message"), [
+    ("u.data", f"1\t2\t3\t4\n{BIG}\t2\t3\t5\n", 2, "user", f"user id {BIG} is beyond"),
+    ("u.data", f"1\t{2**64 - 1}\t3\t4\n", 1, "item", "item id 18446744073709551615 is beyond"),
+    ("u.data", f"1\t2\t3\t-{BIG}\n", 1, "timestamp", f"timestamp -{BIG} is beyond"),
+    ("u.data", f"1\t2\t3\t{2**63}\n", 1, "timestamp", f"timestamp {2**63} is beyond"),
+    ("u.data", f"1\t2\t3\t{BIG}.0\n", 1, "timestamp", f"timestamp {BIG}.0 is beyond"),
+    ("u.data", "1\t2\t1e999\t4\n", 1, "rating", "rating 1e999 is too large"),
+    ("u.data", f"1\t2\t{'9' * 400}\t4\n", 1, "rating", "is too large (not finite)"),
+    ("ratings.dat", f"1::2::3::4\n1::{BIG}::3::5\n", 2, "item", f"item id {BIG} is beyond"),
+    ("ratings.csv", f"{CSV_HEADER}1,2,3,4\n3,2,3,{BIG}\n", 3, "timestamp", "timestamp 9999"),
+    ("ratings.csv", f"{CSV_HEADER}{BIG},2,3,4\n", 2, "userId", f"user id {BIG} is beyond"),
+    ("mine.csv", f"user,item,ts\na,b,1\nc,d,{BIG}\n", 3, "ts", f"timestamp {BIG} is beyond"),
+    ("mine.tsv", f"uid\tiid\ttimestamp\nx\ty\t-{BIG}\n", 2, "timestamp", "is beyond"),
+])
+def test_values_beyond_int64_name_file_line_and_field(tmp_path, name, text, line, field, message):
+    path = _write(tmp_path, name, text)
+    error = _parse_error(read_file, path)
+    assert (error.line, error.field) == (line, field)
+    assert message in error.message
+    assert "\n" not in str(error)
+
+
+def test_int64_limits_and_big_string_ids_are_read(tmp_path):
+    data = read_ml100k(_write(tmp_path, "u.data", f"{INT64_MAX}\t2\t3\t{INT64_MAX}\n"
+                                                  f"1\t2\t3\t-{INT64_MAX}\n"))
+    np.testing.assert_array_equal(data.user_ids, ["1", INT64_MAX])
+    np.testing.assert_array_equal(data.timestamps, [-(2**63 - 1), 2**63 - 1])
+    # Ids of a generic table are strings: a long one is just a long name.
+    data = read_file(_write(tmp_path, "t.csv", f"user,item\n{BIG},1\n2,1\n"))
+    np.testing.assert_array_equal(data.user_ids, ["2", BIG])
+
+
+def test_parquet_timestamps_beyond_int64(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"user": [1, 2], "item": [1, 1],
+                  "ts": np.array([1, 2**64 - 1], np.uint64)}).to_parquet(path)
+    error = _parse_error(read_file, path)
+    assert error.field == "ts"
+    assert "timestamp 18446744073709551615 in row 2 is beyond" in error.message
+
+
 @pytest.mark.parametrize(("text", "line", "field"), [
     ("1::2::3::4\n1::2::3\n", 2, None),
     ("1::2::3::4\n1::3::3::4::5\n", 2, None),
@@ -287,7 +335,7 @@ def test_read_file_tables_default_to_movielens_columns(tmp_path):
     path = _write(tmp_path, "mine.csv", "who,what,stars\na,x,4\n")
     data = read_file(path, "csv", user_col="who", item_col="what", rating_col="stars")
     assert data.explicit and data.nnz == 1
-    with pytest.raises(ConfigError, match="'who', 'what', 'stars'"):
+    with pytest.raises(DataError, match="no user column: .*--user-col.*'who', 'what', 'stars'"):
         read_file(path)
 
 

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from aerec.models.recvae import (PRIOR_WEIGHTS, WIDE_LOGVAR, RecVAE, composite_prior_log_density,
                                  log_normal)
 from aerec.models.sparse import SparseBatch
+from aerec.training import Trainer
+from aerec.training.trainer import initial_state
 
 SMALL = {"hidden": 16, "latent": 4, "batch_size": 8, "epochs": 2, "device": "cpu", "seed": 7}
 
@@ -63,7 +65,7 @@ def test_kl_weight_is_gamma_times_the_users_interaction_count():
 
 def _state(model: RecVAE, x: sp.csr_matrix):
     model.train_matrix_shape_ = x.shape
-    return model._initial_state(x.shape[1])
+    return initial_state(model, x.shape[1])
 
 
 def test_kl_term_scales_with_gamma():
@@ -122,7 +124,9 @@ def test_alternation_updates_one_part_at_a_time():
     enc0, dec0, prior0 = _params(net.encoder), net.decoder_parameters(), _params(net.prior_encoder)
     dec0 = [p.detach().clone() for p in dec0]
 
-    model._pass(state, x, model._encoder_loss, "encoder")
+    encoder_phase = model.training_phases()[0]
+    assert encoder_phase.optimizers == ("encoder",)
+    Trainer()._pass(model, state, x, encoder_phase)
     assert not _same(_params(net.encoder), enc0), "the encoder phase must move the encoder"
     assert _same([p.detach() for p in net.decoder_parameters()], dec0), "decoder moved"
     assert _same(_params(net.prior_encoder), prior0), "the prior copy moves only on refresh"
@@ -131,7 +135,9 @@ def test_alternation_updates_one_part_at_a_time():
     enc1 = _params(net.encoder)
     assert _same(_params(net.prior_encoder), enc1)
 
-    model._pass(state, x, model._decoder_loss, "decoder")
+    decoder_phase = model.training_phases()[-1]
+    assert decoder_phase.optimizers == ("decoder",)
+    Trainer()._pass(model, state, x, decoder_phase)
     assert _same(_params(net.encoder), enc1), "the decoder phase must leave the encoder alone"
     assert not _same([p.detach() for p in net.decoder_parameters()], dec0)
 
@@ -140,7 +146,7 @@ def test_an_epoch_is_three_encoder_passes_then_a_refresh_then_one_decoder_pass()
     x = _matrix()  # 24 users, batches of 8: 3 updates per pass
     model = RecVAE(**SMALL)
     state = _state(model, x)
-    parts = model._train_epoch(state, x)
+    parts = Trainer()._train_epoch(model, state, x)
     assert state.update_count == (3 + 1) * 3
     # the prior copy is the encoder as it was after the encoder passes, which the decoder pass
     # did not change

@@ -130,7 +130,7 @@ def test_history_plot_of_any_figures(tmp_path):
 def test_without_matplotlib_runs_skip_the_plot_and_commands_name_the_extra(monkeypatch, runs, tmp_path,
                                                                          capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert write_history_plot(tmp_path, [{"epoch": 1, "loss": 1.0}]) is None
+    assert write_history_plot(tmp_path / "history.png", [{"epoch": 1, "loss": 1.0}]) is None
     assert not (tmp_path / "history.png").exists()
     with pytest.raises(MissingExtraError, match=r"pip install 'aerec\[plot\]'"):
         plot_comparison(compare_runs(runs), "ndcg@100", tmp_path / "x.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,10 +23,12 @@ with warnings.catch_warnings():  # starlette's notice that its test client will 
     from fastapi.testclient import TestClient
 
 import aerec
+from aerec.histories import known_user_history
 from aerec.models import Recommender
-from aerec.runs import load_split, user_history
+from aerec.persistence import write_json
+from aerec.runs import load_split, train_run
 from aerec.serving import create_app
-from aerec.serving.app import MAX_HISTORY, MAX_N
+from aerec.serving.app import MAX_HISTORY, MAX_N, NOTHING_ALLOWED
 from aerec.serving.batching import MicroBatcher
 
 from tiny_runs import PER_GENRE, item_id, make_tiny_run
@@ -103,7 +106,7 @@ def test_n_larger_than_the_unseen_items_returns_all_unseen(client):
 def test_user_recommendations_use_the_stored_history(client, model, run_dir):
     split = load_split(run_dir / "split")
     user = str(split.train.user_ids[0])
-    history = user_history(split, user).matrix
+    history = known_user_history(split, user)
     body = client.get(f"/users/{user}/recommendations", params={"n": 4}).json()
     ids, scores = model.recommend(history, n=4)
     assert body["user"] == user and body["history_size"] == history.nnz
@@ -189,7 +192,10 @@ def test_unknown_route_is_a_json_404(client):
 
 def test_openapi_documents_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/health", "/recommend", "/users/{user_id}/recommendations", "/items"} <= set(paths)
+    assert {"/health", "/recommend", "/users/{user_id}/recommendations", "/items",
+            "/items/{item_id}/similar"} <= set(paths)
+    assert {"exclude", "allow"} <= {p["name"] for p in
+                                     paths["/users/{user_id}/recommendations"]["get"]["parameters"]}
     assert "422" in paths["/recommend"]["post"]["responses"]
     assert client.get("/docs").status_code == 200
 
@@ -341,3 +347,252 @@ def test_serve_command_answers_over_http(run_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# -- hardening: odd text, offline docs, headers -------------------------------------------------
+def test_a_lone_surrogate_in_an_item_id_is_a_422_not_a_500(client):
+    response = client.post("/recommend", content=b'{"items": ["\\ud800", "100"]}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "items.0: an item id must be valid Unicode text" in response.json()["error"]
+
+
+def test_any_unicode_id_comes_back_unknown_and_intact(client):
+    odd = ["\u00e9t\u00e9", "\U0001f3ac", "a\u0000b", "\u202eevil", "50:4:x", "50:4"]
+    body = client.post("/recommend", json={"items": odd, "n": 2}).json()
+    assert body["unknown_items"] == [*odd[:5], "50"]
+
+
+@pytest.mark.parametrize("entry", ["100:nan", "100:Infinity", "100:1e999", "100:much"])
+def test_a_rating_that_is_not_a_finite_number_is_a_422(client, entry):
+    response = client.post("/recommend", json={"items": [entry], "n": 2})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(f"items: item '{entry}': the rating after ':'")
+
+
+def test_a_rating_in_a_posted_history_is_used(client, model):
+    rated = client.post("/recommend", json={"items": ["100:1", "101"], "n": 5}).json()
+    cols = [model.item_ids_.tolist().index(i) for i in ("100", "101")]
+    row = sp.csr_matrix((np.ones(2, np.float32), (np.zeros(2, int), cols)), shape=(1, 60))
+    ids, _ = model.recommend(row, n=5)
+    assert [r["item"] for r in rated["recommendations"]] == [str(model.item_ids_[i]) for i in ids[0]]
+
+
+def test_docs_are_served_from_local_files(client):
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "<script>" not in page.text  # no inline script: the page's CSP forbids it
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+    bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in bundle.text[:5000] or "SwaggerUIBundle" in bundle.text
+    assert client.get("/redoc").status_code == 404  # FastAPI's CDN page is off
+
+
+def test_favicon_is_an_icon_not_a_404(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
+
+
+@pytest.mark.parametrize("method, url", [
+    ("GET", "/"), ("GET", "/health"), ("GET", "/docs"), ("GET", "/static/app.js"),
+    ("GET", "/no/such/page"), ("POST", "/recommend"), ("GET", "/items?limit=0"),
+    ("GET", "/items/100/similar"), ("GET", "/items/nope/similar"), ("GET", "/items/100/similar?n=0"),
+])
+def test_every_answer_has_the_security_headers(client, method, url):
+    response = client.request(method, url)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_the_demo_page_policy_allows_its_own_files_only(client):
+    policy = client.get("/").headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'" and directives["connect-src"] == "'self'"
+    assert "unsafe" not in policy
+    page = client.get("/").text
+    assert "<script>" not in page and "style=" not in page  # nothing inline to allow
+    api = client.get("/health").headers["content-security-policy"]
+    assert api == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_ml100k_fold_runs_keep_their_titles(shared_data_dir):
+    from aerec.data.explicit_splits import canonical_fold
+    from aerec.serving.catalog import Catalog
+
+    split = canonical_fold(shared_data_dir / "ml-100k", "u1")
+    catalog = Catalog(split.train.item_ids, split.train.item_titles, split.train.matrix)
+    found = [i["title"] for i in catalog.search("star", 20)]
+    assert "Star Wars (1977)" in found
+
+
+# -- similar items --------------------------------------------------------------------------------
+def test_similar_items_of_a_space_film_are_space_films(client, model):
+    body = client.get("/items/100/similar", params={"n": 10}).json()
+    assert body["item"] == "100" and body["title"] == "Space Saga 1"
+    assert body["definition"].startswith("Cosine between the items' vectors")
+    similar = body["similar"]
+    assert len(similar) == 10 and "100" not in {s["item"] for s in similar}
+    space_films = [s for s in similar if s["title"].startswith("Space Saga")]
+    assert len(space_films) >= 9, [s["title"] for s in similar]
+    # the model's own answer, titles from the run's data
+    direct = model.similar_items("100", n=10)
+    assert [s["item"] for s in similar] == direct["similar_item"].tolist()
+    np.testing.assert_allclose([s["score"] for s in similar], direct["score"], rtol=1e-6)
+    assert all(s["title"] == f"Space Saga {int(s['item']) - 99}" for s in space_films)
+
+
+def test_similar_items_of_an_unknown_item_are_a_404(client):
+    response = client.get("/items/nope/similar")
+    assert response.status_code == 404
+    assert response.json()["error"].startswith("item 'nope' is not in this run's data")
+
+
+def test_similar_n_beyond_the_items_gives_every_other_item(client):
+    similar = client.get("/items/100/similar", params={"n": MAX_N}).json()["similar"]
+    assert sorted(s["item"] for s in similar) == sorted(
+        item_id(g, k) for g in range(3) for k in range(PER_GENRE) if (g, k) != (0, 0))
+
+
+@pytest.fixture(scope="module")
+def other_runs(run_dir, tmp_path_factory) -> dict[str, Path]:
+    """Runs of the popularity baseline and a rating model on the tiny run's split."""
+    runs = {}
+    for name, params in (("popularity", {}), ("u-autorec", {"epochs": 2, "device": "cpu"})):
+        dest = tmp_path_factory.mktemp(name) / "run"
+        shutil.copytree(run_dir / "split", dest / "split")
+        spec = json.loads((run_dir / "run.json").read_text())
+        write_json(dest / "run.json", {**spec, "model": name, "params": params})
+        train_run(dest)
+        runs[name] = dest
+    return runs
+
+
+def test_popularity_falls_back_to_the_most_popular_other_items(other_runs, run_dir):
+    with TestClient(create_app(other_runs["popularity"])) as c:
+        body = c.get("/items/101/similar", params={"n": 5}).json()
+    counts = np.bincount(load_split(run_dir / "split").train.matrix.indices, minlength=60)
+    ids = load_split(run_dir / "split").train.item_ids
+    expected = [(str(ids[k]), float(counts[k])) for k in np.argsort(-counts, kind="stable")
+                if str(ids[k]) != "101"][:5]
+    assert [(s["item"], s["score"]) for s in body["similar"]] == expected
+    assert "most popular" in body["definition"]
+
+
+def test_a_rating_model_refuses_similar_items_with_a_422(other_runs):
+    with TestClient(create_app(other_runs["u-autorec"])) as c:
+        response = c.get("/items/100/similar")
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("u-autorec has no definition of similar items")
+        assert c.post("/recommend", json={"items": ["100"], "n": 2}).status_code == 200
+
+
+# -- business filters ------------------------------------------------------------------------------
+def test_filters_are_honoured_exactly_and_match_python(client, model):
+    history = space(0, 1, 2)
+    allow = space(*range(5, 13)) + [item_id(1, 0)]
+    exclude = space(6, 7) + [item_id(2, 0)]
+    body = client.post("/recommend", json={"items": history, "n": MAX_N, "exclude": exclude,
+                                           "allow": allow}).json()
+    got = [r["item"] for r in body["recommendations"]]
+    assert sorted(got) == sorted(set(allow) - set(exclude))  # every allowed item, nothing else
+    direct = model.recommend_items(history, n=MAX_N, exclude=exclude, allow=allow)
+    assert got == direct["item"].tolist()
+    np.testing.assert_allclose([r["score"] for r in body["recommendations"]], direct["score"],
+                               rtol=1e-5)
+    assert body["unknown_exclude"] == body["unknown_allow"] == [] and body["note"] == ""
+
+
+def test_the_history_is_excluded_even_when_allowed(client):
+    body = client.post("/recommend", json={"items": space(0, 1), "n": 5,
+                                           "allow": space(0, 1, 2)}).json()
+    assert [r["item"] for r in body["recommendations"]] == space(2)
+
+
+def test_unknown_filter_ids_are_reported_once_in_order(client):
+    body = client.post("/recommend", json={
+        "items": space(0), "n": 3, "exclude": ["zz", 101, "zz", "x:1"],
+        "allow": ["yy", *space(1, 2, 3, 4), "yy", 7]}).json()
+    assert body["unknown_exclude"] == ["zz", "x:1"] and body["unknown_allow"] == ["yy", "7"]
+    assert [r["item"] for r in body["recommendations"]] != []
+    assert {r["item"] for r in body["recommendations"]} <= set(space(2, 3, 4))
+
+
+@pytest.mark.parametrize("allow", [[], ["nope", "never"]])
+def test_an_allow_list_without_a_known_item_gives_an_empty_answer_that_says_why(client, allow):
+    response = client.post("/recommend", json={"items": space(0), "n": 5, "allow": allow,
+                                               "exclude": ["gone"]})
+    assert response.status_code == 200
+    assert response.json() == {"recommendations": [], "unknown_items": [], "note": NOTHING_ALLOWED,
+                               "unknown_exclude": ["gone"], "unknown_allow": allow}
+
+
+def test_user_filters_come_as_query_parameters(client, model, run_dir):
+    split = load_split(run_dir / "split")
+    user = str(split.train.user_ids[0])  # u0: a space-films user
+    history = known_user_history(split, user)
+    unseen = [str(model.item_ids_[c]) for c in range(60) if c not in set(history.indices)]
+    allow, exclude = unseen[:6], unseen[1:3]
+    url = f"/users/{user}/recommendations"
+    commas = client.get(url, params={"n": 10, "allow": ",".join(allow + ["qq"]),
+                                     "exclude": ",".join(exclude)}).json()
+    repeated = client.get(url, params=[("n", 10), *(("allow", a) for a in allow + ["qq"]),
+                                       *(("exclude", e) for e in exclude)]).json()
+    assert commas == repeated
+    direct = model.recommend_items(
+        [str(model.item_ids_[c]) for c in history.indices], n=10, exclude=exclude, allow=allow)
+    assert [r["item"] for r in commas["recommendations"]] == direct["item"].tolist()
+    assert commas["unknown_allow"] == ["qq"] and commas["note"] == ""
+    nothing = client.get(url, params={"allow": ""}).json()
+    assert nothing["recommendations"] == [] and nothing["note"] == NOTHING_ALLOWED
+
+
+def test_concurrent_filtered_requests_keep_their_own_filters(run_dir):
+    app = create_app(run_dir, max_wait_ms=50)
+    requests = [{"items": space(k), "n": 4} for k in range(4)]
+    requests += [{"items": space(k), "n": 4, "allow": space(k + 1, k + 2, k + 3)} for k in range(4)]
+    requests += [{"items": space(k), "n": 4, "exclude": space(*range(k + 1, 12))} for k in range(4)]
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            together = await asyncio.gather(*(c.post("/recommend", json=r) for r in requests))
+            alone = [await c.post("/recommend", json=r) for r in requests]
+        await app.state.batcher.close()
+        return [r.json() for r in together], [r.json() for r in alone]
+
+    together, alone = asyncio.run(main())
+    for request, a, b in zip(requests, together, alone):
+        items = [r["item"] for r in a["recommendations"]]
+        assert items == [r["item"] for r in b["recommendations"]]
+        if "allow" in request:
+            assert sorted(items) == sorted(request["allow"])
+        assert not set(items) & set(request.get("exclude", []))
+    assert app.state.batcher.batches < app.state.batcher.jobs
+
+
+def test_batcher_passes_masks_only_when_a_request_has_one():
+    seen: list[object] = []
+
+    def score(histories, n, blocked=None):
+        seen.append(None if blocked is None else blocked.tolist())
+        ids = np.zeros((histories.shape[0], n), np.int64)
+        return ids, ids.astype(np.float32)
+
+    batcher = MicroBatcher(score, max_batch=2, max_wait=60.0)
+    mask = np.array([True] + [False] * 9)
+
+    async def main():
+        await asyncio.gather(batcher.submit(_row(1), 1), batcher.submit(_row(2), 1))
+        await asyncio.gather(batcher.submit(_row(1), 1), batcher.submit(_row(2), 1, mask))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert seen == [None, [[False] * 10, mask.tolist()]]

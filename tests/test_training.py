@@ -12,6 +12,7 @@ from aerec.data.splits import HeldOut
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models import MultDAE, MultVAE
 from aerec.persistence import load_state
+from aerec.training import Trainer
 
 
 @pytest.fixture
@@ -32,11 +33,19 @@ def _weights(model):
 @pytest.mark.parametrize("cls", [MultVAE, MultDAE])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, cls):
     train, val = data
-    full = cls(epochs=6, batch_size=16, device="cpu").fit(train, val, run_dir=tmp_path / "a")
-    # a run stopped after 3 epochs (as if killed), then resumed from its checkpoint
-    cls(epochs=3, batch_size=16, device="cpu").fit(train, val, run_dir=tmp_path / "b")
-    resumed = cls(epochs=6, batch_size=16, device="cpu").fit(
-        train, val, run_dir=tmp_path / "b", resume=True)
+    full = Trainer(checkpoint=tmp_path / "a.ckpt").fit(
+        cls(epochs=6, batch_size=16, device="cpu"), train, val)
+    # a run interrupted after 3 of its 6 epochs (as if killed), then resumed from its checkpoint
+
+    def interrupt(record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(checkpoint=tmp_path / "b.ckpt", callbacks=[interrupt]).fit(
+            cls(epochs=6, batch_size=16, device="cpu"), train, val)
+    resumed = Trainer(checkpoint=tmp_path / "b.ckpt", resume=True).fit(
+        cls(epochs=6, batch_size=16, device="cpu"), train, val)
     for k, v in _weights(full).items():
         assert torch.equal(v, resumed.module_.state_dict()[k]), k
     assert full.history_[-1]["loss"] == resumed.history_[-1]["loss"]
@@ -46,7 +55,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, cls):
 
 def test_checkpoint_holds_optimiser_counter_generators_and_best(tmp_path, data):
     train, val = data
-    MultVAE(epochs=2, batch_size=16, device="cpu").fit(train, val, run_dir=tmp_path)
+    Trainer(checkpoint=tmp_path / "checkpoint.safetensors").fit(
+        MultVAE(epochs=2, batch_size=16, device="cpu"), train, val)
     state, meta = load_state(tmp_path / "checkpoint.safetensors")
     assert meta["model"] == "mult-vae"
     assert state["epoch"] == 2 and state["update_count"] == 2 * 4  # 60 users / 16 -> 4 batches
@@ -61,7 +71,8 @@ def test_checkpoint_holds_optimiser_counter_generators_and_best(tmp_path, data):
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, data):
     with pytest.raises(ConfigError, match="no checkpoint"):
-        MultVAE(epochs=1, device="cpu").fit(data[0], run_dir=tmp_path, resume=True)
+        Trainer(checkpoint=tmp_path / "none.ckpt", resume=True).fit(MultVAE(epochs=1, device="cpu"),
+                                                                      data[0])
 
 
 def test_nan_loss_stops_with_message_and_keeps_best(data):

@@ -277,3 +277,75 @@ def test_running_trials_of_dead_or_unrecorded_owners_are_failed_and_others_kept(
     later = datetime.datetime.now() + datetime.timedelta(seconds=tuning._UNOWNED_GRACE_SECONDS + 1)
     tuning._recover_abandoned(study, study._storage, now=later)
     assert states()["unrecorded"] == TrialState.FAIL and states()["live"] == TrialState.RUNNING
+
+
+# -- several sessions on one storage --------------------------------------------------------------
+def _concurrent_sessions(run_study_fn, split, storage: str, n_sessions: int = 2,
+                         n_trials: int = 6) -> None:
+    """``n_sessions`` threads, each with its own study object, start ``run_study_fn`` at once."""
+    import threading
+
+    barrier = threading.Barrier(n_sessions)
+    errors: list[BaseException] = []
+
+    def session(k: int) -> None:
+        try:
+            barrier.wait()
+            run_study_fn(EASE, split.train, split.validation, n_trials=n_trials,
+                         storage=storage, study_name="shared", seed=k)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(k,)) for k in range(n_sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+
+
+def _slow_objective(monkeypatch, seconds: float = 0.05) -> None:
+    """EASE trials take milliseconds; a little longer makes the sessions overlap for certain."""
+    from aerec import tuning
+
+    real = tuning.make_objective
+
+    def make(*args, **kwargs):
+        objective = real(*args, **kwargs)
+
+        def slow(trial):
+            time.sleep(seconds)
+            return objective(trial)
+        return slow
+
+    monkeypatch.setattr(tuning, "make_objective", make)
+
+
+@pytest.mark.parametrize("n_sessions", [2, 3])
+def test_concurrent_sessions_end_with_exactly_the_trials_asked(split, tmp_path, monkeypatch,
+                                                                n_sessions):
+    # Issue 15, item 4: two `aerec tune --trials 6` on one storage ended with 12 finished trials.
+    _slow_objective(monkeypatch)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    _concurrent_sessions(run_study, split, storage, n_sessions=n_sessions)
+    study = optuna.load_study(study_name="shared", storage=storage)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    # Every trial beyond them was stopped before it ran: marked surplus, with no value.
+    others = [t for t in study.trials if t not in finished]
+    assert all(t.user_attrs.get("surplus") and t.value is None for t in others)
+    assert all(t.state == TrialState.FAIL for t in others)
+    # The report leaves the surplus out.
+    from aerec.tuning import write_tuning_report
+
+    report = write_tuning_report(study, tmp_path / "report").read_text()
+    assert "trials: 6 complete." in report
+
+
+def test_a_queued_retry_is_run_rather_than_a_new_trial(split, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="q", storage=storage, direction="maximize")
+    study.enqueue_trial({"lam": 123.0})
+    run_study(EASE, split.train, split.validation, n_trials=1, storage=storage, study_name="q")
+    trials = optuna.load_study(study_name="q", storage=storage).trials
+    assert [(t.state, t.params["lam"]) for t in trials] == [(TrialState.COMPLETE, 123.0)]

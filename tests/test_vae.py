@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.models import MultDAE, MultVAE
+from aerec.training.trainer import initial_state
 from aerec.models.sparse import SparseBatch
 from aerec.models.torch_base import TrainState
 
@@ -21,14 +22,14 @@ def _matrix(n_users=40, n_items=30, density=0.2, seed=0) -> sp.csr_matrix:
 
 
 def _state(model: MultVAE | MultDAE, n_items: int) -> TrainState:
-    return model._initial_state(n_items)
+    return initial_state(model, n_items)
 
 
 def test_paper_defaults():
     vae = MultVAE()
     assert vae.config.hidden == (600,) and vae.config.latent == 200
     assert vae.config.dropout == 0.5 and vae.config.lr == 1e-3 and vae.config.batch_size == 500
-    assert vae.config.anneal_cap == 0.2 and vae.config.total_anneal_steps == 200_000
+    assert vae.config.anneal_cap == 0.2 and vae.config.total_anneal_steps == "auto"
     assert vae.config.likelihood == "multinomial" and vae.config.epochs == 200
     dae = MultDAE()
     assert dae.config.hidden == () and dae.config.latent == 200 and dae.config.lam == 0.01
@@ -64,6 +65,50 @@ def test_beta_is_annealed_per_update_and_capped():
     vae = MultVAE(anneal_epochs=4, anneal_cap=1.0)
     assert vae.anneal_steps(1000) == 8
     assert vae.beta(4, 1000) == pytest.approx(0.5)
+
+
+def test_auto_anneal_is_the_notebooks_schedule_on_the_ml20m_shape():
+    # ML-20M after the paper's preprocessing: 136,677 users, 2 x 10,000 held out; 500 a batch
+    vae = MultVAE()
+    notebook = MultVAE(total_anneal_steps=200_000)
+    n_users = 136_677 - 20_000
+    assert -(-n_users // 500) * 200 == 46_800
+    assert vae.anneal_steps(n_users) == 200_000
+    for update in range(0, 46_800, 7):
+        assert vae.beta(update, n_users) == pytest.approx(notebook.beta(update, n_users), rel=0.01)
+
+
+@pytest.mark.parametrize("n_users, batch_size, epochs", [(767, 500, 200), (610, 100, 50),
+                                                         (29_858, 500, 60)])
+def test_auto_anneal_reaches_the_cap_at_the_papers_share_of_training(n_users, batch_size, epochs):
+    vae = MultVAE(batch_size=batch_size, epochs=epochs)
+    total = -(-n_users // batch_size) * epochs
+    first_capped = next(u for u in range(total + 1) if vae.beta(u, n_users) >= 0.2)
+    # the cap at 0.2 x 200,000 / 46,800 = 85.5 % of the updates, as on ML-20M
+    assert first_capped / total == pytest.approx(0.2 * 200_000 / 46_800, abs=1.5 / total + 1e-3)
+    # while the notebook's constant leaves beta far below the cap on small data (0.018 after 60
+    # epochs on 29,858 users, as reported)
+    notebook = MultVAE(total_anneal_steps=200_000).beta(total, n_users)
+    assert notebook == pytest.approx(total / 200_000) and notebook < 0.1
+
+
+def test_auto_anneal_length_is_recorded_in_run_json(tmp_path):
+    from tiny_runs import write_fake_ml100k
+
+    from aerec.cli import main
+
+    write_fake_ml100k(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["train", "--data", "ml-100k", "--data-dir", str(tmp_path / "data"), "--model",
+                 "mult-vae", "--set", "epochs=3", "--set", "batch_size=50", "--set", "hidden=16",
+                 "--set", "latent=4", "--quiet", "--out", str(out)]) == 0
+    import json
+
+    spec = json.loads((out / "run.json").read_text())
+    n_train = json.loads((out / "split" / "ids.json").read_text())["users"]["train"]
+    batches = -(-len(n_train) // 50)
+    assert spec["params"]["total_anneal_steps"] == "auto"
+    assert spec["resolved"] == {"total_anneal_steps": round(3 * batches * 200_000 / 46_800)}
 
 
 def test_beta_counter_runs_across_epochs_never_reset():

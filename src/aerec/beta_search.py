@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from aerec.errors import ConfigError
 from aerec.models.vae import MultVAE
+from aerec.training import Trainer
 
-__all__ = [
-    "BetaSearch", "search_beta", "plot_beta_search", "beta_search_run", "check_beta_search",
-    "beta_search_cli",
-]
+__all__ = ["BetaSearch", "search_beta", "plot_beta_search", "beta_search_run", "check_beta_search"]
 
 #: The figure recorded per epoch, and its name in the training history.
 METRIC = "ndcg@100"
@@ -63,7 +61,7 @@ def search_beta(
     validation: Any,
     params: dict[str, Any] | None = None,
     *,
-    callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
     progress: bool = False,
 ) -> BetaSearch:
     """Train Mult-VAE once with beta annealed to 1; return the per-epoch curve and the best beta.
@@ -84,7 +82,7 @@ def search_beta(
     config = MultVAE(**params).config
     anneal_epochs = float(config.anneal_epochs if config.anneal_epochs is not None else config.epochs)
     model = MultVAE(**{**params, "anneal_cap": 1.0, "anneal_epochs": anneal_epochs})
-    model.fit(train, validation, callbacks=callbacks, progress=progress)
+    Trainer(callbacks=tuple(callbacks), progress=progress).fit(model, train, validation)
     records = [{"epoch": int(h["epoch"]), "beta": float(h["beta"]), METRIC: float(h[_HISTORY_KEY])}
                for h in model.history_]
     if not records:
@@ -136,7 +134,7 @@ def check_beta_search(model_name: str) -> None:
 def beta_search_run(
     run_dir: str | Path,
     *,
-    callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
     progress: bool = False,
 ) -> BetaSearch:
     """Search beta on a prepared run's split; record it and set the run's ``anneal_cap``.
@@ -146,35 +144,19 @@ def beta_search_run(
     ``anneal_epochs`` in its params plus a ``beta_search`` summary.
     """
     from aerec.persistence import write_json
-    from aerec.runs import load_split, read_run
+    from aerec.run_dir import RunDir
+    from aerec.runs import load_split
 
-    run_dir = Path(run_dir)
-    spec = read_run(run_dir)
+    layout = RunDir(run_dir)
+    spec = layout.read_spec()
     check_beta_search(spec["model"])
-    split = load_split(run_dir / "split")
+    split = load_split(layout.split)
     search = search_beta(split.train, split.validation, spec.get("params", {}),
                          callbacks=callbacks, progress=progress)
-    write_json(run_dir / "beta_search.json", search.to_json())
-    plot_beta_search(search, run_dir / "beta_search.png")
+    write_json(layout.beta_search, search.to_json())
+    plot_beta_search(search, layout.beta_search_plot)
     spec["params"] = {**spec.get("params", {}), "anneal_cap": search.best_beta,
                       "anneal_epochs": search.anneal_epochs}
     spec["beta_search"] = {k: v for k, v in search.to_json().items() if k != "records"}
-    write_json(run_dir / "run.json", spec)
+    layout.write_spec(spec)
     return search
-
-
-def beta_search_cli(run_dir: str | Path, *, quiet: bool = False) -> dict[str, Any]:
-    """``aerec train --beta-search``: the search with a progress bar; returns the updated spec."""
-    from aerec.cli.common import EpochProgress
-    from aerec.runs import read_run
-
-    spec = read_run(run_dir)
-    epochs = MultVAE(**spec.get("params", {})).config.epochs
-    bar = EpochProgress(epochs, 0, enabled=not quiet)
-    try:
-        search = beta_search_run(run_dir, callbacks=(bar,), progress=not quiet)
-    finally:
-        bar.close()
-    print(f"beta search: beta = {search.best_beta:.4f} (epoch {search.best_epoch}, validation "
-          f"NDCG@100 {search.best_ndcg:.4f}); plot: {Path(run_dir) / 'beta_search.png'}")
-    return read_run(run_dir)

@@ -8,6 +8,7 @@ go through :func:`make_config`, so an unknown name is always an error that lists
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -32,10 +33,34 @@ def make_config(config_cls: type, values: dict[str, Any], *, owner: str = "model
         )
     hints = typing.get_type_hints(config_cls)
     converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
+    for name, value in converted.items():
+        _check_value(name, value, owner)
     try:
         return config_cls(**converted)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"invalid hyperparameters for {owner}: {exc}") from None
+
+
+#: Rules every model's hyperparameter of that name obeys, checked before anything is written.
+_POSITIVE = ("lr", "batch_size")
+_NOT_NEGATIVE = ("epochs", "seed")
+_INT64_MAX = 2**63 - 1
+
+
+def _check_value(name: str, value: Any, owner: str) -> None:
+    """Refuse values no model can use: non-finite numbers, integers beyond int64, a learning rate
+    or batch size that is not positive, a negative seed or epoch count."""
+    for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{name} must be a finite number, got {item!r} ({owner})")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > _INT64_MAX:
+            raise ConfigError(f"{name} is too large: {item} ({owner})")
+    if value is None or isinstance(value, (bool, str, tuple)):
+        return
+    if name in _POSITIVE and value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r} ({owner})")
+    if name in _NOT_NEGATIVE and value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value!r} ({owner})")
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:

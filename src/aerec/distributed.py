@@ -13,14 +13,13 @@ Dropout masks and the VAE's noise differ from a one-process run (each process dr
 users from its own generator), so the results agree with a one-process run within the noise of
 the seeds, not bit for bit. The gloo backend serves the CPU, NCCL the GPU.
 
-See ``docs/distributed.md`` for launching on one or several machines.
+See ``docs/distributed.md`` for launching on one or several machines; ``aerec train`` under
+``torchrun`` (:mod:`aerec.cli.train`) uses this module.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch.distributed as tdist
 __all__ = [
     "active", "all_reduce_gradients", "all_reduce_sums", "barrier", "broadcast_file",
     "broadcast_bytes", "init", "is_main", "launched_by_torchrun", "local_device", "pool_means",
-    "rank", "shard", "shutdown", "train_cli", "world_size",
+    "rank", "shard", "shutdown", "world_size",
 ]
 
 
@@ -221,84 +220,3 @@ def shard(rows: np.ndarray, rank_: int | None = None, world_size_: int | None = 
     r = rank() if rank_ is None else rank_
     w = world_size() if world_size_ is None else world_size_
     return np.array_split(rows, w)[r]
-
-
-# -- the command line: ``torchrun ... -m aerec train ...`` ---------------------------------------
-def train_cli(args: Any, spec_from_args: Any) -> int:
-    """``aerec train`` in a process that torchrun started: every process trains its share; rank 0
-    alone creates and writes the run directory, shows progress and prints the metrics.
-
-    The other processes get the run's spec from rank 0, and its split from the run directory when
-    they can read it (one machine, or a shared disk), else by preparing it themselves from the
-    same data and seed (each machine then needs the data, e.g. under ``AEREC_DATA_DIR``).
-    """
-    from aerec.cli.common import EpochProgress, print_metrics
-    from aerec.errors import ConfigError
-    from aerec.models import get_model_class
-    from aerec.runs import load_split, make_split, new_run, read_run, train_run
-
-    if getattr(args, "beta_search", False):
-        raise ConfigError("--beta-search does not run under torchrun; run it in one process")
-    main = int(os.environ.get("RANK", "0")) == 0
-    spec = run_dir = None
-    resume = False
-    if main:
-        if args.resume:
-            run_dir = Path(args.resume)
-            spec = read_run(run_dir)
-            resume = (run_dir / "checkpoint.safetensors").exists()
-        else:
-            if not args.out:
-                raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
-            spec = spec_from_args(args)
-    init(device="cpu")  # the group first; the GPU once every process knows the spec
-    finished = False
-    try:
-        if main and not args.resume:
-            run_dir = new_run(args.out, spec)
-        message = broadcast_bytes(json.dumps({"spec": spec, "run_dir": str(run_dir),
-                                              "resume": resume}).encode() if main else None)
-        shared = json.loads(message.decode())
-        spec, resume = shared["spec"], shared["resume"]
-        params = spec.get("params", {})
-        local_device(str(params.get("device", "auto")))
-        if main:
-            if resume:
-                broadcast_file(Path(run_dir) / "checkpoint.safetensors", run_dir)
-            epochs = int(params.get("epochs", getattr(
-                get_model_class(spec["model"]).Config(), "epochs", 0)))
-            done = _epochs_done(run_dir) if resume else 0
-            bar = EpochProgress(epochs, done, enabled=not args.quiet)
-            try:
-                metrics = train_run(run_dir, resume=resume, callbacks=(bar,),
-                                    progress=not args.quiet)
-            finally:
-                bar.close()
-            print_metrics(metrics, as_json=args.json)
-            if not args.json:
-                print(f"run directory: {run_dir} ({world_size()} processes)")
-            finished = True
-            return 0
-        split_dir = Path(shared["run_dir"]) / "split"
-        split = load_split(split_dir) if split_dir.is_dir() else make_split(
-            spec, get_model_class(spec["model"]))
-        model = get_model_class(spec["model"])(**spec.get("params", {}))
-        with tempfile.TemporaryDirectory(prefix="aerec-rank-") as tmp:
-            ckpt = broadcast_file(None, tmp) if resume else None
-            model.fit(split.train, split.validation, run_dir=tmp if ckpt else None,
-                      resume=ckpt is not None)
-        finished = True
-        return 0
-    finally:
-        # After a failure the others may never reach the barrier: leave without waiting.
-        shutdown(wait_for_others=finished)
-
-
-def _epochs_done(run_dir: Path) -> int:
-    from aerec.persistence import load_state
-
-    try:
-        state, _ = load_state(Path(run_dir) / "checkpoint.safetensors")
-        return int(state["epoch"])
-    except Exception:  # the progress bar's starting point only
-        return 0

@@ -8,16 +8,51 @@ processed in batches, so memory is bounded by one ``batch x items`` score matrix
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from aerec.data.interactions import Interactions
-from aerec.metrics import _hits, _ndcg, _recall, _top_k, _truncated_recall, mae, rmse, summarize
+from aerec.metric_names import DEFAULT_RANKING_METRICS, RANKING_METRICS
+from aerec.metrics import (
+    _check_popularity,
+    _hit_rate,
+    _hits,
+    _map,
+    _mean_over_list,
+    _mrr,
+    _ndcg,
+    _precision,
+    _recall,
+    _recommended,
+    _self_information,
+    _top_k,
+    _truncated_recall,
+    mae,
+    rmse,
+    summarize,
+)
 
-__all__ = ["evaluate_ranking", "evaluate_ratings"]
+__all__ = ["evaluate_ranking", "evaluate_ratings", "RANKING_METRICS", "DEFAULT_RANKING_METRICS"]
+
+# Metrics of the hits in the top K (per user, with a standard error).
+_HIT_METRICS = {
+    "recall": _recall,
+    "truncated_recall": _truncated_recall,
+    "ndcg": _ndcg,
+    "precision": _precision,
+    "hit_rate": _hit_rate,
+    "mrr": _mrr,
+    "map": _map,
+}
+# Metrics of the recommended items' training popularity (per user, with a standard error).
+_POPULARITY_METRICS = ("popularity", "novelty")
+
+#: Every metric name ``evaluate_ranking(metrics=...)`` accepts; ``coverage`` is one number for
+#: all users (no standard error), ``popularity`` and ``novelty`` need ``item_popularity``.
+assert RANKING_METRICS == (*_HIT_METRICS, "coverage", *_POPULARITY_METRICS)  # one list of names
 
 ScoreFn = Callable[[sp.csr_matrix], "torch.Tensor | np.ndarray"]
 PredictFn = Callable[[sp.csr_matrix, np.ndarray, np.ndarray], "torch.Tensor | np.ndarray"]
@@ -30,6 +65,9 @@ def evaluate_ranking(
     ks: tuple[int, ...] = (10, 20, 50, 100),
     batch_size: int = 1000,
     progress: bool = False,
+    *,
+    metrics: tuple[str, ...] | None = None,
+    item_popularity: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Rank all items for each user from the fold-in items and score the top K against targets.
 
@@ -50,45 +88,64 @@ def evaluate_ranking(
         Users scored per call of ``score_fn``.
     progress : bool
         Show a progress bar over batches.
+    metrics : sequence of str, optional
+        Which metrics to report, from :data:`RANKING_METRICS`: ``recall``, ``truncated_recall``,
+        ``ndcg``, ``precision``, ``hit_rate``, ``mrr``, ``map`` (denominator min(K, #targets)),
+        ``coverage``, ``popularity`` and ``novelty``. Default: recall, truncated_recall and ndcg.
+    item_popularity : numpy.ndarray, optional
+        ``(n_items,)`` share of training users per item (:func:`aerec.metrics.item_popularity`
+        of the training matrix); needed for ``popularity`` and ``novelty`` only.
 
     Returns
     -------
     dict of str to float
-        For each K: ``recall@K`` (hits / #targets), ``truncated_recall@K`` (hits /
-        min(K, #targets), the paper's Recall@K) and ``ndcg@K``, each averaged over users, with
-        ``<name>_se``, the standard error ``std(ddof=0) / sqrt(n_users)``; and ``n_users``, the
-        number of users with at least one target. Users without targets are neither scored nor
-        counted.
+        For each K, in the order of ``metrics``: ``<name>@K`` averaged over users with
+        ``<name>@K_se``, the standard error ``std(ddof=0) / sqrt(n_users)``, except
+        ``coverage@K`` (the share of the catalogue in anyone's top K), which has none; then
+        ``n_users``, the number of users with at least one target. By default these are
+        ``recall@K`` (hits / #targets), ``truncated_recall@K`` (hits / min(K, #targets), the
+        paper's Recall@K) and ``ndcg@K``. Users without targets are neither scored nor counted.
 
     See Also
     --------
     aerec.metrics.top_k, aerec.metrics.recall_at_k, aerec.metrics.truncated_recall_at_k,
-    aerec.metrics.ndcg_at_k, aerec.metrics.summarize
+    aerec.metrics.ndcg_at_k, aerec.metrics.map_at_k, aerec.metrics.novelty_at_k,
+    aerec.metrics.summarize
     """
     fold_in, targets = _aligned(fold_in, targets)
     ks = _check_ks(ks)
     _check_batch_size(batch_size)
+    names = _check_metrics(metrics)
+    n_items = fold_in.shape[1]
+    per_item = _per_item_values(names, item_popularity, n_items)
     k_max = max(ks)
     n_targets = np.diff(targets.indptr)
     users = np.flatnonzero(n_targets > 0)
 
-    metrics = {"recall": _recall, "truncated_recall": _truncated_recall, "ndcg": _ndcg}
-    per_user: dict[str, list[np.ndarray]] = {f"{name}@{k}": [] for k in ks for name in metrics}
+    hit_metrics = {name: _HIT_METRICS[name] for name in names if name in _HIT_METRICS}
+    per_user: dict[str, list[np.ndarray]] = {
+        f"{name}@{k}": [] for k in ks for name in names if name != "coverage"
+    }
+    covered = {k: np.zeros(n_items, bool) for k in ks} if "coverage" in names else {}
     for rows in _batches(users, batch_size, progress):
         batch_fold_in = fold_in[rows]
         scores = score_fn(batch_fold_in)
-        _check_scores(scores, (len(rows), fold_in.shape[1]))
+        _check_scores(scores, (len(rows), n_items))
         top = _top_k(scores, k_max, batch_fold_in, overwrite=True)
         if isinstance(top, torch.Tensor):
             top = top.cpu().numpy()
-        hits, n_relevant = _hits(top, targets[rows])
+        if hit_metrics:
+            hits, n_relevant = _hits(top, targets[rows])
         for k in ks:
-            for name, metric in metrics.items():
+            for name, metric in hit_metrics.items():
                 per_user[f"{name}@{k}"].append(metric(hits[:, :k], n_relevant))
+            for name, values in per_item.items():
+                per_user[f"{name}@{k}"].append(_mean_over_list(top[:, :k], values))
+            if covered:
+                covered[k] |= _recommended(top[:, :k], n_items)
 
-    result = summarize({name: _concat(parts) for name, parts in per_user.items()})
-    result["n_users"] = int(len(users))
-    return result
+    summary = summarize({name: _concat(parts) for name, parts in per_user.items()})
+    return _report(ks, names, summary, covered, int(len(users)))
 
 
 def evaluate_ratings(
@@ -141,6 +198,21 @@ def evaluate_ratings(
     return {"rmse": rmse(pred, truth), "mae": mae(pred, truth), "n_ratings": int(len(truth))}
 
 
+def _report(ks: tuple[int, ...], names: tuple[str, ...], summary: dict[str, float],
+            covered: dict[int, np.ndarray], n_users: int) -> dict[str, Any]:
+    """The result, grouped by K and then in the order of ``names``; coverage has no ``_se``."""
+    result: dict[str, Any] = {}
+    for k in ks:
+        for name in names:
+            key = f"{name}@{k}"
+            if name == "coverage":
+                result[key] = float(covered[k].mean()) if n_users else float("nan")
+            else:
+                result[key], result[f"{key}_se"] = summary[key], summary[f"{key}_se"]
+    result["n_users"] = n_users
+    return result
+
+
 # -- helpers ----------------------------------------------------------------------------------
 def _as_csr(data: sp.spmatrix | Interactions, name: str) -> sp.csr_matrix:
     if isinstance(data, Interactions):
@@ -172,6 +244,38 @@ def _check_ks(ks: tuple[int, ...]) -> tuple[int, ...]:
     if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
         raise ValueError(f"ks must be positive integers, got {ks!r}")
     return tuple(int(k) for k in ks)
+
+
+def _check_metrics(metrics: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The metric names asked for, in order, without repeats; a ValueError lists the valid ones."""
+    if metrics is None:
+        return DEFAULT_RANKING_METRICS
+    names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [name for name in names if name not in RANKING_METRICS]
+    if unknown or not names:
+        what = f"unknown metric {unknown[0]!r}" if unknown else "metrics is empty"
+        raise ValueError(f"{what}; valid names: {', '.join(RANKING_METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _per_item_values(names: tuple[str, ...], item_popularity: np.ndarray | None,
+                     n_items: int) -> dict[str, np.ndarray]:
+    """The per-item value whose mean over a top K each popularity metric in ``names`` reports."""
+    wanted = [name for name in names if name in _POPULARITY_METRICS]
+    if not wanted:
+        return {}
+    if item_popularity is None:
+        raise ValueError(
+            f"{wanted[0]} needs item_popularity "
+            "(aerec.metrics.item_popularity of the training matrix)"
+        )
+    popularity = _check_popularity(item_popularity)
+    if len(popularity) != n_items:
+        raise ValueError(
+            f"item_popularity has {len(popularity)} items but the matrices have {n_items}"
+        )
+    return {name: popularity if name == "popularity" else _self_information(popularity)
+            for name in wanted}
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -9,9 +9,19 @@ Collaborative Filtering" (WWW), and of RecBole / LightGCN where the two differ:
 * ``ndcg_at_k``: binary gain, discount 1 / log2(rank + 1) for ranks 1..K, normalised by the
   DCG of an ideal list with min(#targets, K) relevant items first.
 
-Every per-user function returns NaN for users without targets; :func:`summarize` skips NaN, so
-such users are excluded from the means (the Mult-VAE reference code has no such users because it
-splits only users with at least five items).
+The metrics practitioners report beside them (docs/metrics.md gives every formula and its source):
+
+* ``precision_at_k``: hits@K / K; ``hit_rate_at_k``: 1 if any target is in the top K;
+  ``mrr_at_k``: 1 / rank of the first hit (0 without one);
+* ``map_at_k``: the sum of precision@r over the ranks r of the hits, divided by
+  min(K, #targets) (RecBole's MAP@K; ranx and trec_eval divide by #targets instead);
+* ``item_coverage``: the share of the catalogue that appears in anyone's top K;
+* ``average_popularity_at_k`` and ``novelty_at_k``: the mean training popularity, and the mean
+  self-information -log2(popularity), of a user's top K, from :func:`item_popularity`.
+
+Every per-user function of the targets returns NaN for users without targets; :func:`summarize`
+skips NaN, so such users are excluded from the means (the Mult-VAE reference code has no such
+users because it splits only users with at least five items).
 """
 
 from __future__ import annotations
@@ -27,6 +37,14 @@ __all__ = [
     "recall_at_k",
     "truncated_recall_at_k",
     "ndcg_at_k",
+    "precision_at_k",
+    "hit_rate_at_k",
+    "mrr_at_k",
+    "map_at_k",
+    "item_coverage",
+    "item_popularity",
+    "average_popularity_at_k",
+    "novelty_at_k",
     "summarize",
     "rmse",
     "mae",
@@ -241,7 +259,128 @@ def ndcg_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarr
     return _ndcg(*_hits(topk, targets))
 
 
-# The three metrics from the ``(batch, K)`` relevance of the top K and the targets per user.
+def precision_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Precision@K: hits in the top K divided by K.
+
+    K is the length of the list, ``topk.shape[1]`` (shorter than the cut-off only when there are
+    fewer items than that). Parameters and return value are those of :func:`recall_at_k`.
+    """
+    return _precision(*_hits(topk, targets))
+
+
+def hit_rate_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Hit rate@K (HR@K): 1 if at least one target is in the top K, else 0.
+
+    Parameters and return value are those of :func:`recall_at_k`.
+    """
+    return _hit_rate(*_hits(topk, targets))
+
+
+def mrr_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Reciprocal rank@K: 1 / rank of the first target in the top K (ranks from 1), 0 without one.
+
+    Its mean over users is MRR@K. Parameters and return value are those of :func:`recall_at_k`.
+    """
+    return _mrr(*_hits(topk, targets))
+
+
+def map_at_k(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> np.ndarray:
+    """Average precision@K, whose mean over users is MAP@K.
+
+    ``AP@K = sum over ranks r <= K holding a target of precision@r, divided by min(K, #targets)``.
+    The denominator min(K, #targets) (RecBole's, and that of most recommender papers) makes a
+    list of K targets score 1 even when the user has more than K; ranx and trec_eval divide by
+    #targets, so their value is this one times ``min(K, #targets) / #targets``.
+    Parameters and return value are those of :func:`recall_at_k`.
+    """
+    return _map(*_hits(topk, targets))
+
+
+def item_coverage(topk: np.ndarray | torch.Tensor, n_items: int) -> float:
+    """Item coverage@K: the share of the ``n_items`` catalogue in at least one user's top K.
+
+    Parameters
+    ----------
+    topk : numpy.ndarray or torch.Tensor
+        ``(n_users, K)`` item indices, one row per user the list was made for.
+    n_items : int
+        The size of the catalogue.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN when ``topk`` has no rows. It is one number for the whole user set, so it
+        has no standard error.
+    """
+    topk = _as_ids(topk, n_items)
+    if topk.shape[0] == 0:
+        return float("nan")
+    return float(_recommended(topk, n_items).mean())
+
+
+def item_popularity(train: sp.spmatrix) -> np.ndarray:
+    """The share of training users who interacted with each item: ``pop_i / n_users``.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        ``(n_users, n_items)`` training interactions; every stored non-zero entry counts once.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items,)`` float64 in [0, 1]; 0 for an item nobody had.
+    """
+    if not sp.issparse(train):
+        raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
+    n_users, n_items = train.shape
+    if n_users == 0:
+        raise ValueError("train has no users; item popularity is undefined")
+    csr = sp.csr_matrix(train, copy=True)
+    csr.sum_duplicates()
+    counts = np.bincount(csr.indices[csr.data != 0], minlength=n_items)
+    return counts / n_users
+
+
+def average_popularity_at_k(topk: np.ndarray | torch.Tensor,
+                            item_popularity: np.ndarray) -> np.ndarray:
+    """Average popularity@K: the mean popularity of a user's top K items.
+
+    Parameters
+    ----------
+    topk : numpy.ndarray or torch.Tensor
+        ``(batch, K)`` item indices per user.
+    item_popularity : numpy.ndarray
+        ``(n_items,)`` share of training users per item, as :func:`item_popularity` returns.
+        Multiplied by the number of training users, the result is RecBole's AveragePopularity
+        (Abdollahpouri et al.'s ARP), which counts users.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(batch,)`` float64.
+    """
+    popularity = _check_popularity(item_popularity)
+    return _mean_over_list(_as_ids(topk, len(popularity)), popularity)
+
+
+def novelty_at_k(topk: np.ndarray | torch.Tensor, item_popularity: np.ndarray) -> np.ndarray:
+    """Novelty@K: the mean self-information ``-log2(pop_i / n_users)`` of a user's top K items.
+
+    The definition of Zhou et al. (2010, PNAS) and of Kaminskas & Bridge (2016, ACM TiiS): an
+    item every training user had scores 0 bits, one that 1 in 1,024 had scores 10. An item that
+    no training user had would score infinity; it is counted as the least popular item that
+    someone had (1 / n_users when some item has a single user), so that one such item does not
+    make the mean infinite. Strong-generalization splits keep only items of training users, so
+    there it never applies.
+
+    Parameters and return value are those of :func:`average_popularity_at_k`.
+    """
+    popularity = _check_popularity(item_popularity)
+    return _mean_over_list(_as_ids(topk, len(popularity)), _self_information(popularity))
+
+
+# The metrics from the ``(batch, K)`` relevance of the top K and the targets per user.
 def _recall(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return _divide(hits.sum(1), n_relevant)
 
@@ -258,6 +397,61 @@ def _ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return _divide(dcg, ideal)
 
 
+def _precision(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return _divide(hits.sum(1), np.where(n_relevant > 0, hits.shape[1], 0))
+
+
+def _hit_rate(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return _divide(hits.any(1), np.where(n_relevant > 0, 1, 0))
+
+
+def _mrr(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    # argmax finds the first hit; a row without one gets 0 through the any() factor.
+    first = hits.argmax(1) + 1.0 if hits.shape[1] else np.ones(len(hits))
+    return _divide(hits.any(1) / first, np.where(n_relevant > 0, 1, 0))
+
+
+def _map(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    k = hits.shape[1]
+    precision_at_rank = np.cumsum(hits, 1) / np.arange(1, k + 1, dtype=np.float64)
+    return _divide((precision_at_rank * hits).sum(1), np.minimum(k, n_relevant))
+
+
+# The popularity metrics from the ``(batch, K)`` ids of the top K and a value per item.
+def _mean_over_list(topk: np.ndarray, per_item: np.ndarray) -> np.ndarray:
+    if topk.shape[1] == 0:
+        return np.full(topk.shape[0], np.nan)
+    return per_item[topk].mean(1)
+
+
+def _self_information(popularity: np.ndarray) -> np.ndarray:
+    seen = popularity[popularity > 0]
+    if len(seen) == 0:
+        raise ValueError("item_popularity is zero for every item; novelty is undefined")
+    return -np.log2(np.maximum(popularity, seen.min()))
+
+
+def _check_popularity(item_popularity: np.ndarray) -> np.ndarray:
+    popularity = np.asarray(item_popularity, np.float64)
+    if popularity.ndim != 1:
+        raise ValueError(
+            f"item_popularity must be 1-D (one value per item), got shape {popularity.shape}"
+        )
+    if not np.all((popularity >= 0) & (popularity <= 1)):
+        raise ValueError(
+            "item_popularity must be shares of training users in [0, 1] "
+            "(aerec.metrics.item_popularity(train) computes them)"
+        )
+    return popularity
+
+
+def _recommended(topk: np.ndarray, n_items: int) -> np.ndarray:
+    """``(n_items,)`` bool: which items appear anywhere in ``topk``."""
+    mask = np.zeros(n_items, bool)
+    mask[topk.ravel()] = True
+    return mask
+
+
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator`` with NaN where the denominator is 0 (users without targets)."""
     numerator = np.asarray(numerator, np.float64)
@@ -272,18 +466,12 @@ def _hits(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> tuple[np.nda
     Membership is looked up with a binary search over the (row, item) keys of the targets, so no
     dense matrix is built.
     """
-    if isinstance(topk, torch.Tensor):
-        topk = topk.detach().cpu().numpy()
-    topk = np.asarray(topk)
-    if topk.ndim != 2 or topk.dtype.kind not in "iu":
-        raise ValueError(f"topk must be a 2-D integer array, got {topk.dtype} of shape {topk.shape}")
     if not sp.issparse(targets):
         raise TypeError(f"targets must be a scipy sparse matrix, got {type(targets).__name__}")
     batch, n_items = targets.shape
+    topk = _as_ids(topk, n_items)
     if topk.shape[0] != batch:
         raise ValueError(f"topk has {topk.shape[0]} rows but targets have {batch}")
-    if topk.size and (topk.min() < 0 or topk.max() >= n_items):
-        raise ValueError(f"topk holds item indices outside [0, {n_items})")
     coo = targets.tocoo()
     nonzero = coo.data != 0
     t_rows = coo.row[nonzero].astype(np.int64)
@@ -294,6 +482,20 @@ def _hits(topk: np.ndarray | torch.Tensor, targets: sp.spmatrix) -> tuple[np.nda
     query = np.arange(batch, dtype=np.int64)[:, None] * n_items + topk
     pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return (keys[pos] == query).astype(np.float64), n_relevant
+
+
+def _as_ids(topk: np.ndarray | torch.Tensor, n_items: int) -> np.ndarray:
+    """``topk`` as a 2-D numpy integer array of indices in ``[0, n_items)``, or a ValueError."""
+    if isinstance(topk, torch.Tensor):
+        topk = topk.detach().cpu().numpy()
+    topk = np.asarray(topk)
+    if topk.ndim != 2 or topk.dtype.kind not in "iu":
+        raise ValueError(
+            f"topk must be a 2-D integer array, got {topk.dtype} of shape {topk.shape}"
+        )
+    if topk.size and (topk.min() < 0 or topk.max() >= n_items):
+        raise ValueError(f"topk holds item indices outside [0, {n_items})")
+    return topk
 
 
 # -- aggregation ------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from aerec.errors import ConfigError
+from aerec.errors import DataError
 
 _TENSOR_KEY = "__tensor__"
+#: The largest JSON file aerec reads. The biggest it writes are a split's ``ids.json`` and a
+#: model's ``model.json`` (every user and item id, titles): a few MB for Netflix or ML-20M.
+MAX_JSON_BYTES = 256 * 2**20
+_JSON_TYPES = {dict: "a JSON object", list: "a JSON array", str: "a string", bool: "true or false",
+               int: "a number", float: "a number", type(None): "null"}
+_EXPECTED = {**_JSON_TYPES, int: "an integer"}
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -46,15 +54,73 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file, with an error that names the file when it is missing or broken."""
+def read_json(path: str | Path, *, expect: type | None = None,
+              max_bytes: int | None = None) -> Any:
+    """Read a JSON file; every way it can be wrong is a :class:`DataError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file. Only a regular file is read (``/dev/zero`` or a FIFO would never end).
+    expect : type, optional
+        The type the top-level value must have (``dict`` for an object, ``list`` for an array).
+    max_bytes : int, optional
+        Larger files are refused rather than read; default :data:`MAX_JSON_BYTES`.
+    """
     path = Path(path)
+    data = _read_regular(path, MAX_JSON_BYTES if max_bytes is None else max_bytes)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
+        value = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        raise DataError(f"line {exc.lineno}: invalid JSON ({exc.msg})", path=path) from None
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", path=path) from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply", path=path) from None
+    if expect is not None and not isinstance(value, expect):
+        raise DataError(f"expected {_EXPECTED.get(expect, expect.__name__)}, found "
+                        f"{json_type(value)}", path=path)
+    return value
+
+
+def check_fields(obj: dict[str, Any], path: str | Path, fields: dict[str, type]) -> None:
+    """Check that the JSON object ``obj`` read from ``path`` has each field with its type.
+
+    Raises
+    ------
+    DataError
+        Naming the file and the first field that is missing or of another type.
+    """
+    for name, kind in fields.items():
+        if name not in obj:
+            raise DataError("missing", path=path, field=name)
+        value = obj[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise DataError(f"must be {_EXPECTED.get(kind, kind.__name__)}, found "
+                            f"{json_type(value)}", path=path, field=name)
+
+
+def json_type(value: Any) -> str:
+    """How JSON calls the type of ``value`` ("a JSON object", "a string", ...), for messages."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or a DataError saying why not."""
+    try:
+        # stat before open: opening a FIFO would wait for a writer.
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError("not found", path=path) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError("is a directory, not a file", path=path)
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError("not a regular file", path=path)
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise DataError(f"larger than {max_bytes // 2**20} MiB; not read", path=path)
+    return data
 
 
 def split_tensors(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
@@ -89,12 +155,19 @@ def split_tensors(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tens
 
 
 def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of :func:`split_tensors`."""
+    """Inverse of :func:`split_tensors`; ``ValueError`` saying where a skeleton is malformed."""
     if isinstance(skeleton, dict):
         if _TENSOR_KEY in skeleton:
-            return tensors[skeleton[_TENSOR_KEY]]
+            ref = skeleton[_TENSOR_KEY]
+            if not isinstance(ref, str) or ref not in tensors:
+                raise ValueError(f"the skeleton refers to a tensor {ref!r} that the file lacks")
+            return tensors[ref]
         if "__dict__" in skeleton:
-            return {_unkey(k): join_tensors(v, tensors) for k, v in skeleton["__dict__"]}
+            pairs = skeleton["__dict__"]
+            if not isinstance(pairs, list) or not all(
+                    isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise ValueError("a '__dict__' entry of the skeleton is not a list of pairs")
+            return {_unkey(k): join_tensors(v, tensors) for k, v in pairs}
         return {k: join_tensors(v, tensors) for k, v in skeleton.items()}
     if isinstance(skeleton, list):
         return [join_tensors(v, tensors) for v in skeleton]
@@ -107,7 +180,11 @@ def _key(k: Any) -> Any:
 
 
 def _unkey(k: Any) -> Any:
-    return k["int"] if isinstance(k, dict) else k
+    if isinstance(k, dict) and isinstance(k.get("int"), int):
+        return k["int"]
+    if isinstance(k, (str, int, float, bool)) or k is None:
+        return k
+    raise ValueError(f"a key of the skeleton is {json_type(k)}, not a string or {{'int': N}}")
 
 
 def save_state(path: str | Path, state: Any, metadata: dict[str, Any] | None = None) -> None:
@@ -129,20 +206,40 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, Any] | None = N
 
 
 def load_state(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """Read a file written by :func:`save_state`; returns ``(state, metadata)``."""
+    """Read a file written by :func:`save_state`; returns ``(state, metadata)``.
+
+    A file that is missing, not safetensors, or whose skeleton is malformed or refers to tensors
+    the file lacks is a :class:`DataError` naming it. Whether the state fits its use (shapes,
+    fields) is for the caller to check.
+    """
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: not found")
+        raise DataError("not found", path=path)
+    if not path.is_file():
+        raise DataError("not a regular file", path=path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
         tensors = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a valid aerec state file ({exc})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DataError(f"not a valid aerec state file ({first_line(exc)})", path=path) from None
     if "skeleton" not in meta:
-        raise ConfigError(f"{path}: not an aerec state file (no skeleton in its metadata)")
-    skeleton = json.loads(meta["skeleton"])
-    return join_tensors(skeleton, tensors), json.loads(meta.get("meta", "{}"))
+        raise DataError("not an aerec state file (no skeleton in its metadata)", path=path)
+    try:
+        skeleton = json.loads(meta["skeleton"])
+        extra = json.loads(meta.get("meta", "{}"))
+        if not isinstance(extra, dict):
+            raise ValueError(f"its 'meta' entry is {json_type(extra)}, not a JSON object")
+        return join_tensors(skeleton, tensors), extra
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"malformed state metadata: {first_line(exc)}", path=path) from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type's name if it has none), for a one-line
+    error that wraps it."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def save_csr(path: str | Path, matrix: sp.csr_matrix) -> None:
@@ -160,12 +257,40 @@ def save_csr(path: str | Path, matrix: sp.csr_matrix) -> None:
 
 
 def load_csr(path: str | Path) -> sp.csr_matrix:
-    """Load a matrix saved by :func:`save_csr` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as npz:
-        fmt = npz["format"].item()
-        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        if fmt != "csr":
-            raise ConfigError(f"{path}: expected a CSR matrix, found {fmt}")
-        return sp.csr_matrix(
-            (npz["data"], npz["indices"], npz["indptr"]), shape=tuple(npz["shape"])
-        )
+    """Load a matrix saved by :func:`save_csr` (``allow_pickle=False``), checked.
+
+    A missing file, a file that is not such an ``.npz`` (object arrays included: they would need
+    pickle), non-numeric or non-finite values and inconsistent CSR arrays are each a
+    :class:`DataError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("not found" if not path.exists() else "not a regular file", path=path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            fmt = npz["format"].item()
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            if fmt != "csr":
+                raise DataError(f"expected a CSR matrix, found {fmt!r}", path=path)
+            data, indices, indptr = npz["data"], npz["indices"], npz["indptr"]
+            shape = tuple(int(n) for n in npz["shape"])
+    except DataError:
+        raise
+    except KeyError as exc:
+        raise DataError(f"not a saved sparse matrix (no {exc.args[0]!r} array)", path=path) from None
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        # allow_pickle=False refuses object arrays with a ValueError: that is what it is for.
+        raise DataError(f"not a saved sparse matrix ({first_line(exc)})", path=path) from None
+    if data.dtype.kind not in "biuf" or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+        raise DataError(f"arrays of types {data.dtype}, {indices.dtype}, {indptr.dtype} are not "
+                        "numeric CSR arrays", path=path)
+    if len(shape) != 2 or min(shape) < 0:
+        raise DataError(f"shape {shape} is not that of a matrix", path=path)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise DataError("holds values that are NaN or infinite", path=path)
+    try:
+        matrix = sp.csr_matrix((data, indices, indptr), shape=shape)
+        matrix.check_format(full_check=True)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DataError(f"inconsistent CSR arrays ({first_line(exc)})", path=path) from None
+    return matrix

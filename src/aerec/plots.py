@@ -110,18 +110,16 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | Path, *, title: 
         axes[0].text(0.5, 0.5, "no epochs recorded", ha="center", va="center")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return _save_png(fig, path)
 
 
-def write_history_plot(run_dir: str | Path, history: Sequence[dict[str, Any]],
+def write_history_plot(path: str | Path, history: Sequence[dict[str, Any]],
                        title: str = "", best_epoch: int | None = None) -> Path | None:
-    """``run_dir/history.png`` when matplotlib is installed; ``None`` (and nothing) otherwise."""
+    """The curves of ``history`` at ``path`` when matplotlib is installed and there is a history;
+    ``None`` (and nothing written) otherwise."""
     if not matplotlib_available() or not history:
         return None
-    return plot_history(history, Path(run_dir) / "history.png", title=title, best_epoch=best_epoch)
+    return plot_history(history, path, title=title, best_epoch=best_epoch)
 
 
 def plot_comparison(summaries: Sequence[RunSummary], metric: str, path: str | Path) -> Path:
@@ -145,7 +143,17 @@ def plot_comparison(summaries: Sequence[RunSummary], metric: str, path: str | Pa
         ax.text(0.5, 0.5, f"no run has {metric}", ha="center", va="center")
     ax.set_xlabel(f"{metric} (± standard error)")
     ax.grid(axis="x", alpha=0.3)
+    return _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically: a reader (or a full disk) never sees half an image."""
+    import io
+
+    from aerec.persistence import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
     return path

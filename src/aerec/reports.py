@@ -47,7 +47,7 @@ def summarize_run(run_dir: str | Path, label: str | None = None) -> RunSummary:
     run_dir = Path(run_dir)
     spec = read_run(run_dir)
     metrics_file = run_dir / "metrics.json"
-    metrics = read_json(metrics_file) if metrics_file.exists() else {}
+    metrics = read_json(metrics_file, expect=dict) if metrics_file.exists() else {}
     return RunSummary(run_dir, label or run_dir.name, spec.get("model", "?"), dataset_name(spec),
                       metrics, spec.get("params", {}))
 

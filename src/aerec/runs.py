@@ -1,14 +1,9 @@
 """Run directories: prepare the data, train, evaluate, and recommend from what a run saved.
 
 A run directory holds everything needed to evaluate, resume or serve a run without the original
-data files::
-
-    run.json              what was run: model, hyperparameters, data, preprocessing, split, versions
-    split/                the split as CSR .npz files plus ids.json (vocabularies, titles)
-    checkpoint.safetensors  training state after the last finished epoch (for --resume)
-    model/                the selected model (model.json + model.safetensors)
-    history.json          one record per epoch
-    metrics.json          test metrics, seconds_per_epoch, epochs
+data files; its layout is :class:`aerec.run_dir.RunDir`'s. A run's hyperparameters are validated
+and converted once, before anything is written (:func:`typed_spec`), and ``run.json`` stores them
+typed, so every later reader builds the same model.
 """
 
 from __future__ import annotations
@@ -17,22 +12,20 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 
 import aerec
+from aerec.config import config_to_dict, make_config
 from aerec.data.interactions import Interactions
 from aerec.data.splits import HeldOut, Split
-from aerec.errors import ConfigError, DataError, TrainingDivergedError
+from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models import Recommender, get_model_class
-from aerec.persistence import load_csr, read_json, save_csr, write_json
+from aerec.persistence import check_fields, load_csr, read_json, save_csr, write_json
+from aerec.run_dir import RUN_FORMAT, RunDir  # noqa: F401  (RUN_FORMAT: re-exported for readers of runs)
+from aerec.training import Callback, Trainer
 
-RUN_FORMAT = "aerec-run"
-#: Default number of held-out users for the strong-generalization split, per dataset (the paper's
-#: 10,000 for ML-20M); other data sets hold out this fraction of their users.
-DEFAULT_HELDOUT: dict[str, int | float] = {"ml-20m": 10_000}
-DEFAULT_HELDOUT_FRACTION = 0.1
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -54,49 +47,12 @@ def load_source(data: dict[str, Any]) -> tuple[Interactions, Interactions | None
     return train, test
 
 
-def preprocess(data: Interactions, options: dict[str, Any], implicit: bool) -> Interactions:
-    """Binarise (implicit models only) then filter by minimum counts."""
-    from aerec.data.preprocess import binarize, filter_min_counts
-
-    if implicit and data.explicit and options.get("threshold") is not None:
-        data = binarize(data, threshold=float(options["threshold"]))
-    if options.get("min_user") or options.get("min_item"):
-        data = filter_min_counts(
-            data, min_user=int(options.get("min_user") or 0), min_item=int(options.get("min_item") or 0)
-        )
-    return data
-
-
 def make_split(spec: dict[str, Any], model_cls: type[Recommender]) -> Split:
     """Load, preprocess and split the data described by a run spec."""
-    from aerec.data.splits import given_split, strong_generalization
+    from aerec.data.split_kinds import make_split as split_data
 
     data, test = load_source(spec["data"])
-    options = spec.get("preprocess", {})
-    split = spec["split"]
-    kind = split["kind"]
-    if kind == "strong":
-        data = preprocess(data, options, model_cls.implicit)
-        return strong_generalization(data, split["n_heldout"], seed=split["seed"],
-                                     test_prop=split.get("test_prop", 0.2))
-    if kind == "given":
-        if test is None:
-            raise ConfigError("a given split needs --test FILE")
-        data = preprocess(data, options, model_cls.implicit)
-        if model_cls.implicit and test.explicit and options.get("threshold") is not None:
-            from aerec.data.preprocess import binarize
-
-            test = binarize(test, threshold=float(options["threshold"]))
-        return given_split(data, test, validation_fraction=split.get("validation_fraction", 0.1),
-                           seed=split["seed"])
-    extra = SPLIT_KINDS.get(kind)
-    if extra is None:
-        raise ConfigError(f"unknown split {kind!r}; valid: {', '.join(['strong', 'given', *SPLIT_KINDS])}")
-    return extra(data, test, spec, model_cls)
-
-
-#: Further split kinds, registered by other modules: kind -> fn(data, test, spec, model_cls).
-SPLIT_KINDS: dict[str, Callable[..., Split]] = {}
+    return split_data(data, test, spec, model_cls.implicit)
 
 
 # -- saving and loading splits --------------------------------------------------------------------
@@ -132,7 +88,10 @@ def save_split(split: Split, directory: str | Path) -> None:
 def load_split(directory: str | Path) -> Split:
     """Read a split written by :func:`save_split`."""
     directory = Path(directory)
-    ids = read_json(directory / "ids.json")
+    path = directory / "ids.json"
+    ids = read_json(path, expect=dict)
+    check_fields(ids, path, {"kind": str, "params": dict, "explicit": bool, "item_ids": list,
+                             "users": dict})
     items = np.asarray(ids["item_ids"], dtype=str)
     titles = ids.get("item_titles", {})
     parts = {
@@ -149,85 +108,161 @@ def load_split(directory: str | Path) -> Split:
     )
 
 
-# -- training -------------------------------------------------------------------------------------
-def new_run(run_dir: str | Path, spec: dict[str, Any]) -> Path:
-    """Create a run directory for ``spec`` (refusing to overwrite a different run)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; use --resume {run_dir} to continue it or choose "
-            "another --out"
-        )
+# -- preparing a run ------------------------------------------------------------------------------
+def typed_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its model's hyperparameters validated and converted to their types (all of
+    them, defaults included, so the run does not depend on later changes of a default) and its
+    training options checked.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown model, an unknown hyperparameter or a value that cannot be used.
+    """
     model_cls = get_model_class(spec["model"])
-    model_cls(**spec.get("params", {}))  # validate hyperparameters before any work
-    split = make_split(spec, model_cls)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_split(split, run_dir / "split")
-    full = {"format": RUN_FORMAT, **spec, "versions": {"aerec": aerec.__version__}}
-    write_json(run_dir / "run.json", full)
-    return run_dir
+    config = make_config(model_cls.Config, dict(spec.get("params") or {}), owner=model_cls.name)
+    training = dict(spec.get("training") or {})
+    trainer_options(training)  # validates
+    return {**spec, "params": config_to_dict(config), "training": training}
+
+
+#: The training options of a run (``run.json``'s ``training``): early stopping, and the refit on
+#: the whole training rows after selection (given splits).
+TRAINING_OPTIONS = ("patience", "refit")
+
+
+def trainer_options(training: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~aerec.training.Trainer` settings a run's ``training`` entry asks for."""
+    unknown = sorted(set(training) - set(TRAINING_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(TRAINING_OPTIONS)}")
+    if not isinstance(training.get("refit", False), bool):
+        raise ConfigError(f"refit must be true or false, got {training['refit']!r}")
+    options = {"patience": training.get("patience")}
+    Trainer(**options)  # validates
+    return options
+
+
+def new_run(run_dir: str | Path, spec: dict[str, Any]) -> Path:
+    """Create a run directory for ``spec``: validate it, split the data, write ``split/`` and
+    ``run.json``. Nothing is written when the spec, the data or the place is wrong."""
+    layout = RunDir(run_dir)
+    layout.check_new()
+    spec = typed_spec(spec)
+    split = make_split(spec, get_model_class(spec["model"]))
+    resolved = model_of(spec).resolved_params(split.train.n_users)
+    write_run(layout, {**spec, **({"resolved": resolved} if resolved else {})}, split)
+    return layout.path
+
+
+def write_run(layout: RunDir, spec: dict[str, Any], split: Split) -> None:
+    """Write a prepared run: the split first, ``run.json`` last (its presence means ready)."""
+    layout.path.mkdir(parents=True, exist_ok=True)
+    save_split(split, layout.split)
+    layout.write_spec({**spec, "versions": {"aerec": aerec.__version__}})
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The ``run.json`` of a run directory, checked."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    spec = read_json(run_dir / "run.json")
-    if spec.get("format") != RUN_FORMAT:
-        raise ConfigError(f"{run_dir / 'run.json'}: not an aerec run")
-    return spec
+    return RunDir(run_dir).read_spec()
 
 
+def model_of(spec: dict[str, Any]) -> Recommender:
+    """An unfitted model with the run's hyperparameters."""
+    return get_model_class(spec["model"])(**spec.get("params", {}))
+
+
+# -- training -------------------------------------------------------------------------------------
 def train_run(
     run_dir: str | Path,
     *,
     resume: bool = False,
-    callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+    callbacks: Sequence[Callback] = (),
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train the model of a prepared run directory, select, evaluate on test, write metrics.
 
-    Returns the test metrics (also written to ``metrics.json``).
+    With ``training.refit`` (the default of given splits), the model selected on the validation
+    carve is then trained again, from the same seed, on the whole training rows for the chosen
+    number of epochs, and that model is evaluated. Leftovers of interrupted writes are removed
+    first. Returns the test metrics (also written to ``metrics.json``).
     """
-    run_dir = Path(run_dir)
-    spec = read_run(run_dir)
-    split = load_split(run_dir / "split")
-    model = get_model_class(spec["model"])(**spec.get("params", {}))
+    layout = RunDir(run_dir)
+    spec = layout.read_spec()
+    layout.remove_temp_files()
+    split = load_split(layout.split)
+    training = spec.get("training") or {}
+    options = trainer_options(training)
+    refit = bool(training.get("refit", False))
     started = time.perf_counter()
     diverged: TrainingDivergedError | None = None
-    fit_kwargs: dict[str, Any] = {"callbacks": callbacks, "progress": progress}
-    if hasattr(model, "module_") or _is_torch(model):
-        fit_kwargs.update(run_dir=run_dir, resume=resume)
-    try:
-        model.fit(split.train, split.validation, **fit_kwargs)
-    except TrainingDivergedError as exc:
-        diverged = exc
-        if getattr(model, "best_epoch_", None) is None:
-            raise
+    if refit and layout.selection.is_file():  # resumed after the selection had finished
+        selection = read_json(layout.selection)
+        model = None
+    else:
+        model = model_of(spec)
+        trainer = Trainer(checkpoint=layout.checkpoint, resume=resume and layout.checkpoint.is_file(),
+                          progress=progress, callbacks=tuple(callbacks), **options)
+        try:
+            trainer.fit(model, split.train, split.validation)
+        except TrainingDivergedError as exc:
+            diverged = exc
+            if getattr(model, "best_epoch_", None) is None:
+                raise
+        selection = {"best_epoch": getattr(model, "best_epoch_", None),
+                     "epochs_trained": getattr(model, "epochs_trained_", None),
+                     "stopped_early": bool(getattr(model, "stopped_early_", False)),
+                     "history": getattr(model, "history_", [])}
+        if refit:
+            write_json(layout.selection, selection)
+    if refit:
+        model = _refit(spec, split, layout, selection, resume=resume, progress=progress)
     total = time.perf_counter() - started
-    model.save(run_dir / "model")
-    history = getattr(model, "history_", [])
-    write_json(run_dir / "history.json", history)
-    from aerec.plots import write_history_plot  # history.png; nothing without matplotlib
+    model.save(layout.model)
+    history = selection["history"]
+    write_json(layout.history, history)
+    from aerec.plots import write_history_plot  # nothing without matplotlib
 
-    write_history_plot(run_dir, history, f"{spec['model']} ({run_dir.name})",
-                       getattr(model, "best_epoch_", None))
+    write_history_plot(layout.history_plot, history, f"{spec['model']} ({layout.path.name})",
+                       selection["best_epoch"])
     metrics = evaluate_model(model, split.test)
     train_secs = [h.get("train_seconds", h.get("seconds", 0.0)) for h in history]
     # A closed-form model (EASE, popularity) counts as one epoch that took the whole fit.
     closed_form = not history and not _is_torch(model)
     metrics.update({
         "epochs": 1 if closed_form else len(history),
-        "best_epoch": getattr(model, "best_epoch_", None),
+        "best_epoch": selection["best_epoch"],
         "seconds_per_epoch": total if closed_form else float(np.mean(train_secs)) if train_secs else 0.0,
         "total_seconds": total,
         "peak_rss_mb": peak_rss_mb(),
     })
-    write_json(run_dir / "metrics.json", metrics)
+    if options["patience"] is not None:
+        metrics["stopped_early"] = selection["stopped_early"]
+    if refit:
+        metrics["refit_epochs"] = _refit_epochs(model)
+    write_json(layout.metrics, metrics)
     if diverged is not None:
         raise diverged
     return metrics
+
+
+def _refit(spec: dict[str, Any], split: Split, layout: RunDir, selection: dict[str, Any], *,
+           resume: bool, progress: bool) -> Recommender:
+    """The run's model trained from its seed on the whole training rows (``split.test.fold_in``)
+    for the epochs chosen on validation; resumable from its own checkpoint."""
+    params = dict(spec.get("params", {}))
+    if "epochs" in params:
+        params["epochs"] = int(selection["best_epoch"] or selection["epochs_trained"] or 0)
+    model = get_model_class(spec["model"])(**params)
+    Trainer(checkpoint=layout.refit_checkpoint,
+            resume=resume and layout.refit_checkpoint.is_file(),
+            progress=progress).fit(model, split.test.fold_in, None)
+    return model
+
+
+def _refit_epochs(model: Recommender) -> int | None:
+    return getattr(model, "epochs_trained_", None) if _is_torch(model) else None
 
 
 def _is_torch(model: Recommender) -> bool:
@@ -236,71 +271,43 @@ def _is_torch(model: Recommender) -> bool:
     return isinstance(model, TorchRecommender)
 
 
-def evaluate_model(model: Recommender, heldout: HeldOut, ks: tuple[int, ...] = (10, 20, 50, 100)) -> dict[str, Any]:
-    """Test metrics of a fitted model: ranking metrics, or RMSE / MAE for rating predictors."""
+def evaluate_model(model: Recommender, heldout: HeldOut, ks: tuple[int, ...] = (10, 20, 50, 100),
+                   metrics: Sequence[str] | None = None,
+                   item_popularity: np.ndarray | None = None) -> dict[str, Any]:
+    """Test metrics of a fitted model: ranking metrics (the papers' three unless ``metrics``
+    names others, see :mod:`aerec.metric_names`), or RMSE / MAE for rating predictors."""
     from aerec.evaluation import evaluate_ranking
 
     if model.implicit:
-        return evaluate_ranking(model.score_tensor, heldout.fold_in.matrix, heldout.targets.matrix, ks=ks)
+        return evaluate_ranking(model.score_tensor, heldout.fold_in.matrix, heldout.targets.matrix,
+                                ks=ks, metrics=metrics, item_popularity=item_popularity)
+    if metrics is not None or tuple(ks) != (10, 20, 50, 100):
+        raise ConfigError("this is a rating run (RMSE / MAE): cut-offs and ranking metrics apply "
+                          "to ranking runs only")
     return model.evaluate_ratings(heldout)
 
 
-def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Re-evaluate a run's saved model on its test users; returns the metrics."""
-    run_dir = Path(run_dir)
-    read_run(run_dir)
-    split = load_split(run_dir / "split")
-    model = Recommender.load(run_dir / "model", device=device)
-    return evaluate_model(model, split.test)
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[dict[str, Any], Split, Recommender]:
+    """A finished run's spec, split and selected model."""
+    layout = RunDir(run_dir)
+    spec = layout.read_spec()
+    split = load_split(layout.split)
+    return spec, split, Recommender.load(layout.model, device=device)
 
 
-# -- recommending ---------------------------------------------------------------------------------
-def user_history(split: Split, user_id: str) -> Interactions:
-    """The history of a user the run knows (a training user, else a held-out user's fold-in)."""
-    for part in (split.train, split.validation.fold_in, split.test.fold_in):
-        row = part.user_index.get(str(user_id))
-        if row is not None:
-            return part.select_users(np.array([row]))
-    raise DataError(f"user {user_id!r} is not in this run's data; pass --items to fold in a history")
+def evaluate_run(run_dir: str | Path, device: str = "auto", ks: Sequence[int] = (10, 20, 50, 100),
+                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Re-evaluate a run's saved model on its test users; returns the metrics. Popularity and
+    novelty are measured against the run's training users."""
+    from aerec.metrics import item_popularity
 
-
-def items_history(model: Recommender, item_ids: list[str]) -> tuple[Any, list[str]]:
-    """A one-row CSR history from raw item ids; returns it and the ids the model does not know.
-
-    An entry may carry a rating as ``ID:RATING`` (for rating models). Without one, an item counts
-    as 1 for implicit models and as the top of the training rating range for rating models, so
-    that "items I liked" means the same to both.
-    """
-    import scipy.sparse as sp
-
-    default = 1.0 if model.implicit else float(getattr(model, "rating_range_", (1.0, 5.0))[1])
-    index = {str(i): k for k, i in enumerate(model.item_ids_)}
-    values: dict[int, float] = {}
-    unknown = []
-    for entry in item_ids:
-        raw, sep, rating = str(entry).partition(":")
-        if raw not in index:
-            unknown.append(raw)
-            continue
-        try:
-            values[index[raw]] = float(rating) if sep else default
-        except ValueError:
-            raise DataError(f"item {entry!r}: the rating after ':' must be a number") from None
-    cols = np.array(sorted(values), np.int32)
-    row = sp.csr_matrix(
-        (np.array([values[c] for c in cols], np.float32), cols, np.array([0, len(cols)])),
-        shape=(1, model.n_items_),
-    )
-    return row, unknown
+    _, split, model = load_run(run_dir, device)
+    popularity = (item_popularity(split.train.matrix)
+                  if {"popularity", "novelty"} & set(metrics or ()) else None)
+    return evaluate_model(model, split.test, tuple(ks), metrics, popularity)
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
-
-
-# Split kinds of rating prediction (u1..u5, ua, ub, random, time).
-from aerec.data import explicit_splits as _explicit_splits  # noqa: E402
-
-_explicit_splits.register(SPLIT_KINDS)

@@ -12,7 +12,9 @@ Each model declares its search space next to its code, as ``search_space(trial) 
    the same epoch (Optuna's median pruner, after five trials);
 4. keeps every trial in an Optuna storage (``sqlite:///OUT/study.db`` by default), so running the
    same command again resumes the study: trials that a killed process left running are marked
-   failed and tried again with the same parameters, and only the missing trials are run;
+   failed and tried again with the same parameters, and only the missing trials are run. They
+   are counted against the storage before each new trial, so that sessions running at once on
+   one storage end with exactly the number asked for (:func:`run_trials`);
 5. retrains the best configuration as an ordinary run directory, ``OUT/best``, evaluated on the
    test users like any ``aerec train`` run;
 6. writes a report: ``OUT/report.md`` (the best trials) and Optuna's plots ``history.png``,
@@ -29,19 +31,23 @@ import math
 import os
 import shutil
 import socket
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import aerec
 from aerec.config import make_config
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.extras import require
 from aerec.models import Recommender, get_model_class
 from aerec.persistence import read_json, write_json
-from aerec.runs import RUN_FORMAT, evaluate_model, load_split, make_split, read_run, save_split, train_run
+from aerec.run_dir import RunDir
+from aerec.study_storage import check_storage, open_study, storage_errors
+from aerec.runs import (evaluate_model, load_split, make_split, save_split, train_run, typed_spec,
+                        write_run)
+from aerec.training import Trainer
 
 STUDY_FILE = "tune.json"
 #: Trials before the pruner starts comparing, and epochs a trial always gets.
@@ -114,7 +120,8 @@ def make_objective(model_cls: type[Recommender], train: Any, validation: HeldOut
 
     def objective(trial: Any) -> float:
         # One write, so that a kill cannot leave a trial with a pid but no host (or the reverse).
-        trial.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getpid(),
+                                      "process": _PROCESS_TOKEN})
         params = {**space(_PinnedTrial(trial, pinned)), **pinned}
         model = model_cls(**params)
         trial.set_user_attr("params", model.get_params())
@@ -128,7 +135,7 @@ def make_objective(model_cls: type[Recommender], train: Any, validation: HeldOut
                 raise optuna.TrialPruned(f"{key} {value:.4f} at epoch {record['epoch']}")
 
         try:
-            model.fit(train, validation, callbacks=[report])
+            Trainer(callbacks=(report,)).fit(model, train, validation)
         except TrainingDivergedError:
             if getattr(model, "best_epoch_", None) is None:
                 raise  # nothing was selected: the trial fails, the study goes on
@@ -170,21 +177,69 @@ def run_study(model_cls: type[Recommender], train: Any, validation: HeldOut, *, 
     if n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {n_trials}")
     direction = "maximize" if getattr(model_cls, "selection_larger_is_better", True) else "minimize"
-    store = optuna.storages.get_storage(storage)
-    study = optuna.create_study(
-        study_name=study_name, storage=store, direction=direction, load_if_exists=True,
-        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
-                                                     n_warmup_steps=PRUNER_WARMUP_EPOCHS),
-    )
+    pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
+                                                   n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    with storage_errors(storage):
+        store, study = open_study(storage, study_name, direction, pruner)
     _recover_abandoned(study, store)
     # A fresh sampler seed per session: a resumed study must not replay the first random draws.
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-    missing = n_trials - len(finished_trials(study))
-    if missing > 0:
-        study.optimize(make_objective(model_cls, train, validation, fixed, prune=prune),
-                       n_trials=missing, catch=(TrainingDivergedError,), callbacks=list(callbacks),
-                       gc_after_trial=False)
+    if len(finished_trials(study)) < n_trials:
+        run_trials(study, make_objective(model_cls, train, validation, fixed, prune=prune),
+                   n_trials, callbacks)
     return study
+
+
+def run_trials(study: Any, objective: Callable[[Any], float], n_trials: int,
+               callbacks: tuple[Callable[[Any, Any], None], ...] = ()) -> None:
+    """Run trials until ``study`` has ``n_trials`` finished ones, counted before each new trial.
+
+    Several sessions may share one storage (two ``aerec tune`` commands on one ``--storage``).
+    Counting only at the start let each of them run all the missing trials. Here each new trial is
+    created first, then compared with the trials the storage created before it: when those
+    already claim ``n_trials`` (finished, running or queued), the new one is surplus: it is
+    marked failed with the user attribute ``surplus`` without being run, and this session stops.
+    The storage numbers trials in the order it creates them, so of two sessions that create a
+    trial at the same moment, the later one yields. A trial that diverges fails and the study
+    goes on; any other exception fails the trial and ends the session.
+    """
+    from optuna.trial import TrialState
+
+    while len(finished_trials(study)) < n_trials:
+        trial = study.ask()
+        if _claimed_before(study, trial._trial_id) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return
+            continue  # a queued retry is left: the next ask takes it
+        frozen = _run_trial(study, trial, objective)
+        for callback in callbacks:
+            callback(study, frozen)
+
+
+def _claimed_before(study: Any, trial_id: int) -> int:
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    return sum(t._trial_id < trial_id for t in study.get_trials(deepcopy=False, states=states))
+
+
+def _run_trial(study: Any, trial: Any, objective: Callable[[Any], float]) -> Any:
+    """Run ``objective`` on ``trial`` and record how it ended; returns the finished trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except TrainingDivergedError:
+        return study.tell(trial, state=TrialState.FAIL)  # this trial failed; the study goes on
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    return study.tell(trial, value)
 
 
 def finished_trials(study: Any) -> list[Any]:
@@ -207,7 +262,7 @@ def _recover_abandoned(study: Any, store: Any, now: datetime.datetime | None = N
             started = trial.datetime_start or now
             if (now - started).total_seconds() < _UNOWNED_GRACE_SECONDS:
                 continue
-        elif owner.get("host") != host or _alive(owner.get("pid")):
+        elif owner.get("host") != host or _alive(owner.get("pid"), owner.get("process")):
             continue  # another live process (or machine) owns it
         store.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         if trial.params:
@@ -218,11 +273,13 @@ def _recover_abandoned(study: Any, store: Any, now: datetime.datetime | None = N
 _UNOWNED_GRACE_SECONDS = 10.0
 
 
-def _alive(pid: Any) -> bool:
+def _alive(pid: Any, token: Any = None) -> bool:
     if not isinstance(pid, int):
         return False
     if pid == os.getpid():
-        return False  # this process is starting the study: nothing of it is running yet
+        # Another session of this very process (a thread) is alive; a trial of an earlier
+        # process that had the same pid (pids are reused, in containers often) is not.
+        return token == _PROCESS_TOKEN
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -230,6 +287,10 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: Tells this process from an earlier one that had the same pid.
+_PROCESS_TOKEN = uuid.uuid4().hex
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -268,6 +329,7 @@ def tune(spec: dict[str, Any], out_dir: str | Path, *, n_trials: int, storage: s
     model_cls = get_model_class(spec["model"])
     search_space_of(model_cls)
     pinned_values(model_cls, fixed)  # refuse a bad --set before any work
+    check_storage(storage)  # and a bad --storage
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{spec['model']}-{dataset_name(spec)}"
     base = {k: v for k, v in spec.items() if k != "params"}
@@ -314,19 +376,18 @@ def _jsonable(obj: Any) -> Any:
 
 def retrain_best(run_dir: Path, spec: dict[str, Any], split: Split) -> Path:
     """Train ``spec`` on ``split`` as an ordinary run directory (resumed or kept if already there)."""
-    params = spec["params"]
-    if (run_dir / "run.json").exists():
-        existing = read_run(run_dir)
-        if _jsonable(existing.get("params")) == _jsonable(params):
-            if not (run_dir / "metrics.json").exists():
-                train_run(run_dir, resume=(run_dir / "checkpoint.safetensors").exists())
-            return run_dir
-        shutil.rmtree(run_dir)  # an earlier best, superseded by a better trial
-    save_split(split, run_dir / "split")
-    write_json(run_dir / "run.json", {"format": RUN_FORMAT, **spec,
-                                      "versions": {"aerec": aerec.__version__}})
-    train_run(run_dir)
-    return run_dir
+    layout = RunDir(run_dir)
+    spec = typed_spec(spec)
+    if layout.exists():
+        existing = layout.read_spec()
+        if _jsonable(existing.get("params")) == _jsonable(spec["params"]):
+            if not layout.is_complete():
+                train_run(layout.path, resume=layout.can_resume())
+            return layout.path
+        shutil.rmtree(layout.path)  # an earlier best, superseded by a better trial
+    write_run(layout, spec, split)
+    train_run(layout.path)
+    return layout.path
 
 
 def _complete(study: Any) -> list[Any]:
@@ -353,7 +414,8 @@ def write_tuning_report(study: Any, out_dir: str | Path, top: int = 10) -> Path:
 def _counts(study: Any) -> list[str]:
     from optuna.trial import TrialState
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    # Surplus trials were never run (see run_trials): they are not part of the study's story.
+    states = [t.state for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
                        (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
                        if states.count(s))
@@ -424,5 +486,5 @@ def _write_plots(study: Any, out: Path) -> list[tuple[str, str]]:
     return drawn
 
 
-__all__ = ["TuneResult", "tune", "run_study", "make_objective", "retrain_best",
+__all__ = ["TuneResult", "tune", "run_study", "run_trials", "make_objective", "retrain_best",
            "write_tuning_report", "trials_table", "epochs_cell", "finished_trials"]

@@ -1,12 +1,18 @@
-"""Pieces shared by the subcommands: printing metrics, progress bars, raw-id output."""
+"""Pieces shared by the subcommands: model names, printing metrics, progress bars.
+
+Nothing heavy is imported here: the subcommands' ``register`` functions use this module, and
+``aerec --help`` must not wait for torch.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-from tqdm.auto import tqdm
+#: Names of the registered models, for ``--model`` choices without importing the models (and
+#: torch); ``tests/test_bad_input_cli.py`` checks that it equals ``aerec.models.REGISTRY``.
+MODEL_NAMES = ("biased-mf", "blend", "deep-ae", "ease", "edlae", "i-autorec", "mult-dae",
+               "mult-vae", "popularity", "recvae", "u-autorec")
 
 
 def print_metrics(metrics: dict[str, Any], *, as_json: bool = False) -> None:
@@ -23,20 +29,3 @@ def print_metrics(metrics: dict[str, Any], *, as_json: bool = False) -> None:
         else:
             text = str(value)
         print(f"{key:>24}  {text}")
-
-
-class EpochProgress:
-    """A tqdm bar over epochs that shows the latest loss and validation NDCG."""
-
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True) -> None:
-        self.bar = tqdm(total=total, initial=initial, unit="epoch", disable=not enabled,
-                        file=sys.stderr, dynamic_ncols=True)
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        shown = {k: f"{v:.4g}" for k, v in record.items()
-                 if k in ("loss", "val_ndcg@100", "val_rmse", "beta") and isinstance(v, float)}
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()

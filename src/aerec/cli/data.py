@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from aerec.data.synthetic import FORMATS, SHAPES, SynthParams, write_synthetic
+from aerec.data.synth_spec import FORMATS, SHAPES, SynthParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    # NumPy and pandas: imported by the handler, not by --help. Sizes whose memory estimate
+    # exceeds what the machine has are refused there before any work (synth_spec.check_memory).
+    from aerec.data.synthetic import write_synthetic
+    from aerec.paths import check_writable_file
+
+    check_writable_file(args.out, option="--out")
     params = SynthParams(
         item_exponent=args.item_exponent, item_offset=args.item_offset,
         activity_sigma=args.activity_sigma, min_user=args.min_user, n_clusters=args.clusters,

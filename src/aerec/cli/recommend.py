@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 
 from aerec.errors import ConfigError
-from aerec.models import Recommender
-from aerec.runs import items_history, load_split, read_run, user_history
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,38 +19,111 @@ def register(sub: argparse._SubParsersAction) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="ID", help="raw id of a user in the run's data")
     who.add_argument("--items", metavar="ID,ID,...",
-                     help="raw item ids of a history; ID:RATING gives a rating (rating models)")
-    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
+                     help="raw item ids of a history; ID:RATING gives a rating (rating models; "
+                     "without one an item gets the top of the training range)")
+    who.add_argument("--all-users", action="store_true",
+                     help="every user of the run, written to --out (the same as --users all)")
+    who.add_argument("--users", choices=("all", "train", "validation", "test"),
+                     help="the users of one part of the run's split, written to --out")
+    p.add_argument("-n", type=int, default=10,
+                   help="number of items (default 10; fewer when fewer can be recommended)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", metavar="FILE", help="with --all-users / --users: the .parquet or "
+                   ".csv file to write (columns user, rank, item, score)")
+    p.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                   help="users scored together when writing --out (default 1000)")
+    p.add_argument("--exclude-file", metavar="FILE", help="items never recommended, one id a line")
+    p.add_argument("--allow-file", metavar="FILE",
+                   help="the only items that may be recommended, one id a line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar when writing --out")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch: imported by the handler, not by --help
+    from aerec.histories import finite_top, history_from_items, known_user_history
+    from aerec.runs import load_run
+
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
-    run_dir = Path(args.run_dir)
-    read_run(run_dir)
-    split = load_split(run_dir / "split")
-    model = Recommender.load(run_dir / "model", device=args.device)
+    export = args.all_users or args.users is not None
+    if export != (args.out is not None):
+        raise ConfigError("--out goes with --all-users or --users (and they need it)")
+    _, split, model = load_run(args.run_dir, device=args.device)
+    filt = _item_filter(args, model)
+    if export:
+        return _export(args, model, split, filt)
     unknown: list[str] = []
     if args.user is not None:
-        history = user_history(split, args.user).matrix
+        # the user's whole row (training and validation items), all excluded from the answer
+        history = known_user_history(split, args.user)
     else:
         ids = [i.strip() for i in args.items.split(",") if i.strip()]
         if not ids:
             raise ConfigError("--items needs at least one item id")
-        history, unknown = items_history(model, ids)
-    top, scores = model.recommend(history, n=args.n)
+        history, unknown = history_from_items(model, ids)
+    top, scores = model.recommend_filtered(history, n=args.n, item_filter=filt)
+    top, scores = finite_top(top[0], scores[0])
     titles = split.train.item_titles
     rows = [{"item": str(model.item_ids_[i]), "score": float(s),
              "title": titles.get(str(model.item_ids_[i]), "")}
-            for i, s in zip(top[0], scores[0])]
+            for i, s in zip(top.tolist(), scores.tolist())]
     if args.json:
-        print(json.dumps({"recommendations": rows, "unknown_items": unknown}, indent=2))
+        # allow_nan=False: a non-finite score must fail loudly, never print bare NaN
+        print(json.dumps({"recommendations": rows, "unknown_items": unknown}, indent=2,
+                         allow_nan=False))
         return 0
     if unknown:
         print(f"unknown items ignored: {', '.join(unknown)}")
+    print(f"{'rank':>4} {'item':>8}  {'score':>9}  title")
     for rank, row in enumerate(rows, 1):
         print(f"{rank:>3}. {row['item']:>8}  {row['score']:9.4f}  {row['title']}")
+    return 0
+
+
+def _item_filter(args: argparse.Namespace, model):
+    """The --exclude-file / --allow-file filter; ids the model does not know are said on stderr."""
+    from aerec.export import read_id_list
+    from aerec.models.raw_ids import item_filter, shown_ids
+
+    exclude = None if args.exclude_file is None else read_id_list(args.exclude_file)
+    allow = None if args.allow_file is None else read_id_list(args.allow_file)
+    if allow == []:
+        raise ConfigError(f"--allow-file {args.allow_file}: holds no item ids")
+    filt = item_filter(model.item_ids_, exclude, allow)
+    for option, path, unknown in (("--exclude-file", args.exclude_file, filt.unknown_exclude),
+                                  ("--allow-file", args.allow_file, filt.unknown_allow)):
+        if unknown:
+            print(f"aerec recommend: warning: {option} {path}: ignored {len(unknown)} id(s) the "
+                  f"model does not know: {shown_ids(unknown)}", file=sys.stderr)
+    return filt
+
+
+def _export(args: argparse.Namespace, model, split, filt) -> int:
+    """--all-users / --users: every chosen user's top -n to --out, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from aerec.export import export_recommendations, split_users
+
+    users = split_users(split, "all" if args.all_users else args.users)
+    bars = []
+
+    def progress(done: int) -> None:
+        # The bar starts with the first batch written, so an unwritable --out stays one line.
+        if not bars:
+            bars.append(tqdm(total=users.n_users, unit="user", file=sys.stderr,
+                             dynamic_ncols=True, disable=args.quiet))
+        bars[0].update(done)
+
+    try:
+        summary = export_recommendations(model, users, args.out, args.n, item_filter=filt,
+                                         batch_size=args.batch_size, on_batch=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.json:
+        print(json.dumps({"out": str(summary.path), "users": summary.users, "rows": summary.rows}))
+    else:
+        print(f"wrote {summary.rows} rows for {summary.users} users to {summary.path}")
     return 0

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 from aerec.errors import ConfigError
-from aerec.persistence import atomic_write_bytes
-from aerec.reports import compare_runs, default_metrics, format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aerec.paths import check_writable_file
+
+    # Where the outputs go is checked before any run is read.
+    if args.markdown:
+        check_writable_file(args.markdown, option="--markdown")
+    if args.plot:
+        check_writable_file(args.plot, option="--plot")
+    from aerec.persistence import atomic_write_bytes
+    from aerec.reports import compare_runs, default_metrics, format_table
+
     summaries = compare_runs(args.run_dirs)
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]

@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aerec.cli import train as train_cli
+from aerec.cli.common import MODEL_NAMES
 from aerec.config import parse_assignments
 from aerec.errors import ConfigError
 from aerec.extras import require
-from aerec.models import REGISTRY
-from aerec.runs import DEFAULT_HELDOUT_FRACTION
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--min-item", type=int, default=0, help="drop items with fewer (default 0)")
     pre.add_argument("--split", default=None, help="split kind (as for aerec train)")
     pre.add_argument("--heldout", default=None,
-                     help=f"held-out users per group: count or fraction (default "
-                     f"{DEFAULT_HELDOUT_FRACTION}; 10000 for ml-20m)")
+                     help="held-out users per group: count or fraction (default as for aerec "
+                     "train)")
     pre.add_argument("--validation-fraction", type=float, default=0.1,
                      help="given split: share of each user's items held out for validation")
     pre.add_argument("--seed", type=int, default=98765, help="split seed (default 98765)")
     study = p.add_argument_group("study")
-    study.add_argument("--model", choices=sorted(REGISTRY), help="model to tune")
+    study.add_argument("--model", choices=MODEL_NAMES, help="model to tune")
     study.add_argument("--trials", type=int, default=50,
                        help="finished trials the study should have, counting earlier sessions "
                        "(default 50)")
@@ -64,13 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--no-prune", action="store_true", help="run every trial to the end")
     study.add_argument("--no-retrain", action="store_true",
                        help="do not retrain the best configuration into OUT/best")
-    p.add_argument("--out", metavar="DIR", help="folder of the study (split, report, best run)")
+    p.add_argument("--out", metavar="DIR", help="folder of the study (split, report, best "
+                   "run); required")
     p.add_argument("--quiet", action="store_true", help="no line per trial")
     p.set_defaults(handler=run)
 
 
 def _train_namespace(args: argparse.Namespace) -> argparse.Namespace:
     """``args`` completed with the defaults of ``aerec train``, for its ``spec_from_args``."""
+    from aerec.cli import train as train_cli
+
     holder = argparse.ArgumentParser(add_help=False).add_subparsers()
     train_cli.register(holder)
     merged = vars(holder.choices["train"].parse_args([]))
@@ -81,12 +82,15 @@ def _train_namespace(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     require("optuna", "tune", "aerec tune")
+    from aerec.cli import train as train_cli
+    from aerec.paths import check_writable_run_dir
     from aerec.tuning import tune
 
     if not args.out:
         raise ConfigError("--out DIR is required")
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    check_writable_run_dir(args.out, subdirs=("split", "best"))
     spec = train_cli.spec_from_args(_train_namespace(args))
     fixed = parse_assignments(args.set)
     _quiet_optuna()

@@ -23,12 +23,13 @@ test ratings of users or items that have no training rating are kept and count i
 predict them with their fallback rating (the training mean), as the AutoRec paper does with its
 default rating; ``params`` counts them.
 
-Each protocol is registered into :data:`aerec.runs.SPLIT_KINDS` (``u1`` ... ``u5``, ``ua``, ``ub``,
-``random``, ``time``) for ``aerec train --split``.
+Each protocol is a split kind of :data:`aerec.data.split_kinds.SPLIT_KINDS` (``u1`` ... ``u5``,
+``ua``, ``ub``, ``random``, ``time``), which ``aerec train --split`` names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from numbers import Real
 from pathlib import Path
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from aerec.data.interactions import Interactions
+from aerec.data.preprocess import preprocess_for_model
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, DataError, EmptyDataError
 
@@ -86,11 +88,13 @@ def canonical_fold(
         item (``test_ratings_unseen_item``) or user (``test_ratings_unseen_user``) has no
         training rating.
     """
-    from aerec.data.readers import read_ml100k
+    from aerec.data.readers import read_item_titles, read_ml100k
 
     name = _fold_name(fold)
     directory = Path(directory)
     base = read_ml100k(directory / f"{name}.base")
+    if (directory / "u.item").is_file():  # the titles load_dataset("ml-100k") gives
+        base = dataclasses.replace(base, item_titles=read_item_titles(directory, "ml-100k"))
     test = read_ml100k(directory / f"{name}.test")
     train, test = _common_vocabulary(base, test)
     params = {"fold": name, "directory": str(directory)}
@@ -261,65 +265,58 @@ def parse_cutoff(value: str | int | float) -> int:
     return int(stamp.value // 1_000_000_000)
 
 
-# -- registration into aerec.runs -----------------------------------------------------------------
+# -- the split kinds of a run (see aerec.data.split_kinds) ----------------------------------------
 def _split_settings(spec: dict[str, Any]) -> tuple[float, int]:
     split = spec["split"]
     return (float(split.get("validation_fraction") or DEFAULT_VALIDATION_FRACTION),
             int(split.get("seed", 98765)))
 
 
-def _run_fold(name: str):
-    def make(data: Interactions, test: Interactions | None, spec: dict[str, Any], model_cls) -> Split:
+def fold_kind(name: str):
+    """The split kind of one canonical fold of MovieLens 100K (``u1`` ...), for a run spec."""
+    def make(data: Interactions, test: Interactions | None, spec: dict[str, Any],
+             implicit: bool) -> Split:
         from aerec.data.datasets import find_dataset
-        from aerec.runs import preprocess
 
         source = spec["data"]
         if source.get("dataset") != "ml-100k":
-            raise ConfigError(f"--split {name} is a fold of MovieLens 100K: use --data ml-100k")
+            raise ConfigError(f"split {name} is a fold of MovieLens 100K: the data must be ml-100k")
         options = spec.get("preprocess", {})
         if options.get("min_user") or options.get("min_item"):
-            raise ConfigError(f"the canonical fold {name} is used as published; "
-                              "pass --min-user 0 --min-item 0")
+            raise ConfigError(f"the canonical fold {name} is used as published: set the minimum "
+                              "user and item counts to 0")
         fraction, seed = _split_settings(spec)
         split = canonical_fold(find_dataset("ml-100k", source.get("data_dir")), name,
                                validation_fraction=fraction, seed=seed)
-        if model_cls.implicit:  # binarise each part as the other splits do for implicit models
-            split = _map_parts(split, lambda part: preprocess(part, {"threshold": options.get(
-                "threshold")}, True))
+        if implicit:  # binarise each part as the other splits do for implicit models
+            threshold = {"threshold": options.get("threshold")}
+            split = _map_parts(split, lambda part: preprocess_for_model(part, threshold, True))
         return split
     return make
 
 
-def _run_random(data, test, spec: dict[str, Any], model_cls) -> Split:
-    from aerec.runs import preprocess
-
+def random_kind(data: Interactions, test: Interactions | None, spec: dict[str, Any],
+                implicit: bool) -> Split:
+    """The ``random`` split kind of a run spec (:func:`random_holdout`)."""
     if test is not None:
-        raise ConfigError("--split random draws its own test set; do not pass --test")
+        raise ConfigError("the random split draws its own test set: give no test file")
     fraction, seed = _split_settings(spec)
-    data = preprocess(data, spec.get("preprocess", {}), model_cls.implicit)
+    data = preprocess_for_model(data, spec.get("preprocess", {}), implicit)
     return random_holdout(data, test_fraction=float(spec["split"].get("test_fraction") or 0.1),
                           seed=seed, validation_fraction=fraction)
 
 
-def _run_time(data, test, spec: dict[str, Any], model_cls) -> Split:
-    from aerec.runs import preprocess
-
+def time_kind(data: Interactions, test: Interactions | None, spec: dict[str, Any],
+              implicit: bool) -> Split:
+    """The ``time`` split kind of a run spec (:func:`time_split`)."""
     if test is not None:
-        raise ConfigError("--split time takes its test set after the cutoff; do not pass --test")
+        raise ConfigError("the time split takes its test set after the cutoff: give no test file")
     cutoff = spec["split"].get("cutoff")
     if cutoff is None:
-        raise ConfigError("--split time needs --cutoff DATE (for example 2005-12-01)")
+        raise ConfigError("the time split needs a cutoff date (for example 2005-12-01)")
     fraction, _ = _split_settings(spec)
-    data = preprocess(data, spec.get("preprocess", {}), model_cls.implicit)
+    data = preprocess_for_model(data, spec.get("preprocess", {}), implicit)
     return time_split(data, cutoff, end=spec["split"].get("end"), validation_fraction=fraction)
-
-
-def register(kinds: dict) -> None:
-    """Add this module's split kinds to a registry such as :data:`aerec.runs.SPLIT_KINDS`."""
-    for name in CANONICAL_FOLDS:
-        kinds[name] = _run_fold(name)
-    kinds["random"] = _run_random
-    kinds["time"] = _run_time
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.data.encoding import combine_duplicates, encode_ids, integral_as_int
 from aerec.errors import DataError, EmptyDataError
 
 
@@ -19,7 +22,8 @@ class Interactions:
     ----------
     matrix : scipy.sparse.csr_matrix
         ``(n_users, n_items)`` float32, canonical (sorted indices, no duplicates). Its values are
-        the ratings for explicit data and ones for implicit data.
+        the ratings for explicit data and ones for implicit data (or counts, when repeated
+        interactions were summed by ``duplicates="sum"``).
     user_ids, item_ids : numpy.ndarray of str
         Raw id of each row and column (``user_ids[u]`` is the id of row ``u``).
     timestamps : numpy.ndarray of int64, optional
@@ -61,28 +65,127 @@ class Interactions:
         user_ids: np.ndarray | None = None,
         item_ids: np.ndarray | None = None,
         item_titles: dict[str, str] | None = None,
+        duplicates: str = "error",
     ) -> Interactions:
         """Build from parallel arrays of raw ids (one entry per interaction).
 
         ``users`` and ``items`` hold raw ids (any type; they are turned into strings). When
         ``user_ids`` / ``item_ids`` are given they fix the vocabulary and its order, and every id
-        must be in it; otherwise ids are sorted (numerically when all are integers). Duplicate
-        (user, item) pairs must have been resolved before (see
-        :func:`aerec.data.preprocess.drop_duplicates`).
+        must be in it; otherwise ids are sorted (numerically when all are integers).
+
+        Parameters
+        ----------
+        users, items : numpy.ndarray
+            Raw ids, one per interaction.
+        ratings : numpy.ndarray, optional
+            One rating per interaction; without them the data is implicit (values of one).
+        timestamps : numpy.ndarray, optional
+            One integer timestamp per interaction.
+        user_ids, item_ids : numpy.ndarray, optional
+            Fixed vocabularies.
+        item_titles : dict, optional
+            Raw item id -> title.
+        duplicates : {"error", "last", "sum", "max"}
+            What a (user, item) pair that occurs more than once becomes: an error (the default
+            here), the value of its latest interaction (by timestamp, ties and data without
+            timestamps by position), the sum of its values (counts, for implicit data) or their
+            maximum. Its timestamp is always the latest one.
+
+        Returns
+        -------
+        Interactions
+
+        Raises
+        ------
+        DataError
+            On arrays of different lengths, ids outside a given vocabulary, or a repeated pair
+            with ``duplicates="error"``.
+        EmptyDataError
+            If there are no interactions.
         """
-        users = _as_id_strings(users)
-        items = _as_id_strings(items)
+        users, items = np.asarray(users), np.asarray(items)
+        if len(users) != len(items):
+            raise DataError(f"users and items differ in length ({len(users)} and {len(items)})")
         if len(users) == 0:
             raise EmptyDataError("no interactions")
-        u_vocab = _vocabulary(users) if user_ids is None else _as_id_strings(user_ids)
-        i_vocab = _vocabulary(items) if item_ids is None else _as_id_strings(item_ids)
-        rows = _lookup(u_vocab, users, "user")
-        cols = _lookup(i_vocab, items, "item")
+        rows, u_vocab = _codes(users, user_ids, "user")
+        cols, i_vocab = _codes(items, item_ids, "item")
         explicit = ratings is not None
-        values = np.ones(len(rows), np.float32) if ratings is None else np.asarray(ratings, np.float32)
+        values = np.ones(len(rows), np.float32) if ratings is None else np.asarray(ratings)
+        rows, cols, values, timestamps = combine_duplicates(
+            rows, cols, values, timestamps, duplicates, user_ids=u_vocab, item_ids=i_vocab
+        )
         return cls.from_indices(
             rows, cols, values, timestamps, user_ids=u_vocab, item_ids=i_vocab,
             explicit=explicit, item_titles=item_titles or {},
+        )
+
+    @classmethod
+    def from_pandas(
+        cls,
+        frame: Any,
+        user: Hashable | None = None,
+        item: Hashable | None = None,
+        rating: Hashable | None = None,
+        timestamp: Hashable | None = None,
+        *,
+        duplicates: str = "last",
+        item_titles: dict[str, str] | None = None,
+    ) -> Interactions:
+        """Build from a data frame with one row per interaction.
+
+        Columns not named are found by their common names, ignoring case (``user``,
+        ``user_id``, ``userId``, ``uid``; ``item``, ``item_id``, ``itemId``, ``movieId``,
+        ``iid``; ``rating``, ``score``; ``timestamp``, ``ts``: see
+        :data:`aerec.data.columns.COLUMN_ALIASES`), exactly as the file readers find them.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            The interactions; a polars DataFrame or a pyarrow Table is converted with its
+            ``to_pandas()``.
+        user, item : column name, optional
+            The id columns (any hashable ids; they become strings).
+        rating : column name, optional
+            Numeric ratings; without a rating column the data is implicit.
+        timestamp : column name, optional
+            Integer Unix timestamps, or a datetime column (converted to seconds).
+        duplicates : {"last", "sum", "max", "error"}
+            What a (user, item) pair on several rows becomes. The default, ``"last"``, keeps its
+            latest row by timestamp (ties, and frames without timestamps, by row order): the
+            rule the file readers follow, so a CSV gives the same data read either way, and a
+            re-rating replaces the old rating. ``"sum"`` adds the values up (for an implicit
+            event log: play counts), ``"max"`` keeps the largest, ``"error"`` refuses.
+        item_titles : dict, optional
+            Raw item id -> title.
+
+        Returns
+        -------
+        Interactions
+            Explicit when there is a rating column.
+
+        Raises
+        ------
+        TypeError
+            If ``frame`` is not a data frame.
+        DataError
+            If a column is missing or ambiguous, a value is missing or not usable (row and column
+            named), or a pair repeats with ``duplicates="error"``.
+        EmptyDataError
+            If the frame has no rows.
+        """
+        # Imported here: pandas costs a quarter of a second, and most users of Interactions
+        # (models, splits) never see a frame.
+        from aerec.data.columns import detect_columns
+        from aerec.data.frames import as_pandas, frame_arrays
+
+        frame = as_pandas(frame)
+        columns = detect_columns(list(frame.columns), user=user, item=item, rating=rating,
+                                 timestamp=timestamp)
+        arrays = frame_arrays(frame, columns)
+        return cls.from_arrays(
+            arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
+            item_titles=item_titles, duplicates=duplicates,
         )
 
     @classmethod
@@ -107,7 +210,8 @@ class Interactions:
         order = np.argsort(rows * max(shape[1], 1) + cols, kind="stable")
         rows, cols = rows[order], cols[order]
         if len(rows) > 1 and np.any((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])):
-            raise DataError("duplicate (user, item) pairs; resolve them with drop_duplicates first")
+            raise DataError("duplicate (user, item) pairs; choose what they become with "
+                            "duplicates='last', 'sum' or 'max' (from_arrays, from_pandas)")
         indptr = np.zeros(shape[0] + 1, np.int64)
         np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
         matrix = sp.csr_matrix(
@@ -192,23 +296,54 @@ class Interactions:
 
 
 def _as_id_strings(ids: np.ndarray) -> np.ndarray:
-    arr = np.asarray(ids)
-    if arr.dtype.kind in "iu":
-        return arr.astype(str)
-    if arr.dtype.kind == "f":
-        # Integral floats (as pandas reads an int column with gaps) print without ".0".
-        if np.all(np.mod(arr, 1) == 0):
-            return arr.astype(np.int64).astype(str)
-        return arr.astype(str)
-    return arr.astype(str)
+    return integral_as_int(np.asarray(ids)).astype(str)
 
 
-def _vocabulary(ids: np.ndarray) -> np.ndarray:
-    uniq = np.unique(ids)
-    try:
-        return uniq[np.argsort(uniq.astype(np.int64), kind="stable")]
-    except ValueError:
-        return uniq
+def _codes(ids: np.ndarray, vocabulary: np.ndarray | None, what: str
+           ) -> tuple[np.ndarray, np.ndarray]:
+    if vocabulary is None:
+        return encode_ids(ids)
+    vocabulary = _as_id_strings(vocabulary)
+    return _lookup(vocabulary, _as_id_strings(ids), what), vocabulary
+
+
+def as_interactions(data: Any) -> Interactions:
+    """What ``fit`` accepts, as an Interactions.
+
+    Parameters
+    ----------
+    data : Interactions, scipy.sparse matrix or data frame
+        A users x items sparse matrix gets the ids ``"0"``, ``"1"``, ... and counts as explicit
+        unless every stored value is one. A pandas DataFrame (or a polars DataFrame / pyarrow
+        Table) is read by :meth:`Interactions.from_pandas` with its defaults: columns found by
+        their common names, repeated pairs keeping their latest row.
+
+    Returns
+    -------
+    Interactions
+        ``data`` itself when it is one.
+
+    Raises
+    ------
+    TypeError
+        For any other type.
+    DataError
+        For a frame that cannot be read (see :meth:`Interactions.from_pandas`).
+    """
+    if isinstance(data, Interactions):
+        return data
+    if sp.issparse(data):
+        matrix = data.tocsr().astype(np.float32)
+        return Interactions(
+            matrix, np.arange(matrix.shape[0]).astype(str), np.arange(matrix.shape[1]).astype(str),
+            explicit=bool(np.any(matrix.data != 1)),
+        )
+    if type(data).__module__.split(".")[0] in ("pandas", "polars", "pyarrow"):
+        return Interactions.from_pandas(data)
+    raise TypeError(
+        f"expected an Interactions, a scipy.sparse users x items matrix or a pandas DataFrame, "
+        f"got {type(data).__name__}"
+    )
 
 
 def _lookup(vocab: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:

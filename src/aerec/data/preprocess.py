@@ -203,3 +203,14 @@ def _compact(
         user_ids=data.user_ids[kept_users], item_ids=data.item_ids[kept_items],
         explicit=data.explicit, item_titles=data.item_titles,
     )
+
+
+def preprocess_for_model(data: Interactions, options: dict, implicit: bool) -> Interactions:
+    """The preprocessing a run asks for: binarise (models of implicit feedback only, when
+    ``options["threshold"]`` is set), then filter by ``options["min_user"]`` / ``["min_item"]``."""
+    if implicit and data.explicit and options.get("threshold") is not None:
+        data = binarize(data, threshold=float(options["threshold"]))
+    if options.get("min_user") or options.get("min_item"):
+        data = filter_min_counts(data, min_user=int(options.get("min_user") or 0),
+                                 min_item=int(options.get("min_item") or 0))
+    return data

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aerec.data.columns import Columns, detect_columns
+from aerec.data.encoding import encode_ids
+from aerec.data.frames import frame_arrays
 from aerec.data.interactions import Interactions
 from aerec.data.preprocess import drop_duplicates
 from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
@@ -37,6 +40,7 @@ __all__ = [
     "read_ratings_csv",
     "read_ratings_dat",
     "read_table",
+    "resolve_data_argument",
 ]
 
 # What pandas' C parser accepts, written strictly, so that the line scan never passes a value
@@ -46,25 +50,7 @@ _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 _FORMAT_SEPARATORS = {"csv": ",", "tsv": "\t"}
-
-# Integer ids below this are encoded through a lookup table of this many entries at most (144 MB).
-_DENSE_ID_LIMIT = 2**24
-
-
-@dataclass(frozen=True)
-class _Fields:
-    """The column that holds each field; ``None`` where the source has no such field."""
-
-    user: str
-    item: str
-    rating: str | None = None
-    timestamp: str | None = None
-
-    def used(self) -> dict[str, str]:
-        """Field name -> column name, for the fields the source has."""
-        pairs = {"user": self.user, "item": self.item,
-                 "rating": self.rating, "timestamp": self.timestamp}
-        return {field: column for field, column in pairs.items() if column is not None}
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -75,7 +61,7 @@ class _Delimited:
     sep: str
     columns: tuple[str, ...]  # every column of the file, in order
     header: bool
-    fields: _Fields
+    fields: Columns
     int_ids: bool  # MovieLens ids are integers; parsing them as such is what makes ML-20M fast
     encoding: str = "utf-8"
 
@@ -85,8 +71,8 @@ class _Delimited:
 
 
 _MOVIELENS_COLUMNS = ("user", "item", "rating", "timestamp")
-_MOVIELENS_FIELDS = _Fields("user", "item", "rating", "timestamp")
-_MOVIELENS_CSV_FIELDS = _Fields("userId", "movieId", "rating", "timestamp")
+_MOVIELENS_FIELDS = Columns("user", "item", "rating", "timestamp")
+_MOVIELENS_CSV_FIELDS = Columns("userId", "movieId", "rating", "timestamp")
 
 
 # -- public readers ------------------------------------------------------------------------------
@@ -164,7 +150,8 @@ def read_ratings_csv(path: str | Path) -> Interactions:
     """
     path = Path(path)
     columns = _header_columns(path, ",", "utf-8")
-    _check_columns(path, _MOVIELENS_CSV_FIELDS, columns)
+    # Naming every column makes detect_columns a check that the header has them all.
+    detect_columns(columns, source=str(path), **_MOVIELENS_CSV_FIELDS.used())
     return _read_delimited(_Delimited(
         path, ",", columns, header=True, fields=_MOVIELENS_CSV_FIELDS, int_ids=True,
     ))
@@ -173,8 +160,8 @@ def read_ratings_csv(path: str | Path) -> Interactions:
 def read_table(
     path: str | Path,
     *,
-    user_col: str,
-    item_col: str,
+    user_col: str | None = None,
+    item_col: str | None = None,
     rating_col: str | None = None,
     timestamp_col: str | None = None,
     sep: str | None = None,
@@ -182,14 +169,19 @@ def read_table(
 ) -> Interactions:
     """Read interactions from a CSV, TSV or Parquet table with named columns.
 
+    A column not named here is found by its common name, ignoring case (``user``, ``user_id``,
+    ``userId``, ``uid``; ``item``, ``item_id``, ``itemId``, ``movieId``, ``iid``; ``rating``,
+    ``score``; ``timestamp``, ``ts``; see :data:`aerec.data.columns.COLUMN_ALIASES`).
+
     Parameters
     ----------
     path : str or Path
         The table. Text tables need a header line naming the columns.
-    user_col, item_col : str
+    user_col, item_col : str, optional
         Columns of the user and item ids (any strings).
     rating_col : str, optional
-        Column of the ratings; without it the interactions are implicit (``explicit=False``).
+        Column of the ratings; without one (named or found) the interactions are implicit
+        (``explicit=False``).
     timestamp_col : str, optional
         Column of integer Unix timestamps (Parquet timestamp columns are converted to seconds).
     sep : str, optional
@@ -206,7 +198,8 @@ def read_table(
     ConfigError
         If the format cannot be guessed or ``sep`` is not one character.
     DataError
-        If a named column does not exist (the message lists those that do).
+        If a named column does not exist, no user or item column is found, or two columns
+        could serve one role (the message lists the columns).
     ParseError
         On a malformed line or a bad value (file, line and field named).
     EmptyDataError
@@ -215,15 +208,17 @@ def read_table(
         If a Parquet file is read without pyarrow (``pip install aerec[parquet]``), an ImportError.
     """
     path = Path(path)
-    fields = _Fields(user_col, item_col, rating_col, timestamp_col)
+    named = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
     file_format = _guess_format(path, file_format)
     if file_format == "parquet":
+        pq = _pyarrow_parquet(path)
+        fields = detect_columns(pq.read_schema(path).names, source=str(path), **named)
         return _read_parquet(path, fields)
     sep = _FORMAT_SEPARATORS[file_format] if sep is None else sep
     if len(sep) != 1:
         raise ConfigError(f"sep must be one character, got {sep!r}")
     columns = _header_columns(path, sep, "utf-8")
-    _check_columns(path, fields, columns)
+    fields = detect_columns(columns, source=str(path), **named)
     return _read_delimited(
         _Delimited(path, sep, columns, header=True, fields=fields, int_ids=False)
     )
@@ -280,8 +275,7 @@ def read_lightgcn(
 # -- any file by format name ---------------------------------------------------------------------
 def _table_reader(file_format: str) -> Callable[..., Interactions]:
     def read(path: Path, **options) -> Interactions:
-        return read_table(path, file_format=file_format,
-                          **_table_options(path, file_format, options))
+        return read_table(path, file_format=file_format, **options)
 
     return read
 
@@ -319,9 +313,9 @@ def read_file(path: str | Path, file_format: str = "auto", **options) -> Interac
         exactly ``userId,movieId,rating,timestamp`` takes the faster ratings-csv reader).
     **options
         For tables, the keywords of :func:`read_table` (``user_col``, ``item_col``,
-        ``rating_col``, ``timestamp_col``, ``sep``); without ``user_col`` and ``item_col`` the
-        MovieLens names ``userId`` / ``movieId`` (and ``rating`` / ``timestamp`` when present)
-        are used. For lightgcn, ``user_ids`` and ``item_ids``. Other formats take none.
+        ``rating_col``, ``timestamp_col``, ``sep``); a column not named is found by its common
+        name (``user``, ``userId``, ``item``, ``movieId``, ``rating``, ...). For lightgcn,
+        ``user_ids`` and ``item_ids``. Other formats take none.
 
     Returns
     -------
@@ -347,6 +341,54 @@ def read_file(path: str | Path, file_format: str = "auto", **options) -> Interac
     return FILE_FORMATS[file_format](path, **options)
 
 
+# -- a data set's name or a file's path ---------------------------------------------------------
+#: Suffixes that make a ``--data`` value a file's path even before it is found.
+_FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".dat", ".txt", ".data", ".base", ".test")
+
+
+def resolve_data_argument(value: str, datasets: Iterable[str]) -> tuple[str, str | Path]:
+    """Tell whether a ``--data`` value names a data set or a file of interactions.
+
+    A known data set's name is a data set, unless written as a path (``./ml-100k``). Anything
+    that is a file, holds a path separator or ends in a data file's suffix (``.csv``, ``.tsv``,
+    ``.parquet``, ``.dat``, ``.txt``, ...) is a file, and must exist.
+
+    Parameters
+    ----------
+    value : str
+        The value given.
+    datasets : iterable of str
+        The data sets' names (``aerec.data.datasets.DATASETS``; passed in because that module
+        imports this one).
+
+    Returns
+    -------
+    tuple
+        ``("dataset", name)`` or ``("file", Path)``.
+
+    Raises
+    ------
+    DataError
+        If ``value`` looks like a file that does not exist, or is a folder.
+    ConfigError
+        If it is neither a data set's name nor a file's path (the message lists the names).
+    """
+    names = sorted(datasets)
+    path = Path(value)
+    as_path = "/" in value or "\\" in value
+    if value in names and not as_path:
+        return "dataset", value
+    if path.is_file():
+        return "file", path
+    if path.is_dir():
+        raise DataError("is a folder; give a file of interactions (.csv, .tsv, .parquet, ...) "
+                        f"or a data set's name ({', '.join(names)})", path=path)
+    if as_path or path.suffix.lower() in _FILE_SUFFIXES:
+        raise DataError("file not found", path=path)
+    raise ConfigError(f"{value!r} is neither a data set ({', '.join(names)}) nor an existing "
+                      f"file of interactions")
+
+
 def _detect_format(path: Path, options: dict) -> str:
     suffix = path.suffix.lower()
     if _ML100K_FILE.fullmatch(path.name):
@@ -365,25 +407,6 @@ def _detect_format(path: Path, options: dict) -> str:
 
 def _has_movielens_header(path: Path) -> bool:
     return _header_columns(path, ",", "utf-8") == _MOVIELENS_HEADER
-
-
-def _table_options(path: Path, file_format: str, options: dict) -> dict:
-    """The options for :func:`read_table`, with MovieLens column names as the default."""
-    if "user_col" in options and "item_col" in options:
-        return options
-    if file_format == "parquet":
-        columns = tuple(_pyarrow_parquet(path).read_schema(path).names)
-    else:
-        sep = options.get("sep") or _FORMAT_SEPARATORS[file_format]
-        columns = _header_columns(path, sep, "utf-8")
-    if "userId" not in columns or "movieId" not in columns:
-        raise ConfigError(
-            f"{path}: name the user and item columns (user_col= and item_col=, or --user-col "
-            f"and --item-col); the columns are: {', '.join(map(repr, columns))}"
-        )
-    defaults = {"user_col": "userId", "item_col": "movieId"}
-    defaults.update({f"{name}_col": name for name in ("rating", "timestamp") if name in columns})
-    return {**defaults, **options}
 
 
 def _check_options(options: dict, allowed: set[str], file_format: str) -> None:
@@ -484,7 +507,8 @@ def _read_delimited(spec: _Delimited) -> Interactions:
     try:
         frame = _parse_with_pandas(spec)
         _check_complete(frame, spec)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserWarning) as exc:
+    except (ValueError, OverflowError, UnicodeDecodeError, pd.errors.ParserWarning,
+            RuntimeWarning) as exc:
         # Locate the first bad line; pandas' own messages give neither our line numbers nor the
         # field. Only if the scan finds nothing (which it should not) is pandas' message passed on.
         _scan_for_bad_line(spec)
@@ -514,6 +538,9 @@ def _parse_with_pandas(spec: _Delimited) -> pd.DataFrame:
     with warnings.catch_warnings():
         # A first line with too many fields only warns; make it an error like later lines.
         warnings.simplefilter("error", pd.errors.ParserWarning)
+        # So does an integer too large for int64 written as a decimal ("1e30", "9...9.0"),
+        # which numpy would otherwise cast to a wrong value with only a warning.
+        warnings.simplefilter("error", RuntimeWarning)
         return pd.read_csv(
             # Our names replace the header's, which _header_columns has already read and cleaned.
             source, sep=sep, engine="c", header=0 if spec.header else None,
@@ -590,12 +617,17 @@ def _quick_check(field: str, int_ids: bool) -> Callable[[str], bool]:
     return _non_blank
 
 
+# Digits of a plain value the quick checks pass: int64 holds every 18-digit integer, and a decimal
+# this short is finite. Longer values get the exact check, which tests the range.
+_SHORT = 19
+
+
 def _plain_integer(text: str) -> bool:
-    return text.isdigit() and text.isascii()
+    return len(text) < _SHORT and text.isdigit() and text.isascii()
 
 
 def _plain_decimal(text: str) -> bool:
-    return text.replace(".", "", 1).isdigit() and text.isascii()
+    return len(text) < _SHORT and text.replace(".", "", 1).isdigit() and text.isascii()
 
 
 def _non_blank(text: str) -> bool:
@@ -619,12 +651,15 @@ def _value_problem(field: str, text: str, int_ids: bool) -> str | None:
     label = {"user": "user id", "item": "item id"}.get(field, field)
     if not text:
         return f"missing {label}"
-    if field in ("user", "item") and int_ids and not _INT.fullmatch(text):
+    integer = field == "timestamp" or (field in ("user", "item") and int_ids)
+    if integer and not _INT.fullmatch(text):
         return f"{label} {text!r} is not an integer"
+    if integer and not _INT64_MIN <= int(text.partition(".")[0]) <= _INT64_MAX:
+        return f"{label} {text} is beyond the range of a 64-bit integer"
     if field == "rating" and not _FLOAT.fullmatch(text):
         return f"rating {text!r} is not a number"
-    if field == "timestamp" and not _INT.fullmatch(text):
-        return f"timestamp {text!r} is not an integer"
+    if field == "rating" and not np.isfinite(float(text)):
+        return f"rating {text} is too large (not finite)"
     return None
 
 
@@ -635,16 +670,6 @@ def _header_columns(path: Path, sep: str, encoding: str) -> tuple[str, ...]:
         raise EmptyDataError("the file is empty (no header line)", path=path, line=1)
     # Spreadsheet exports often start with a byte-order mark, which is not part of the name.
     return tuple(h.strip().lstrip("\ufeff") for h in header)
-
-
-def _check_columns(path: Path, fields: _Fields, columns: tuple[str, ...] | list[str]) -> None:
-    for field, column in fields.used().items():
-        if column not in columns:
-            listed = ", ".join(repr(c) for c in columns)
-            raise DataError(
-                f"no column {column!r} (wanted for the {field}); the columns are: {listed}",
-                path=path, field=column,
-            )
 
 
 def _guess_format(path: Path, file_format: str | None) -> str:
@@ -669,41 +694,13 @@ def _pyarrow_parquet(path: Path):
     return require("pyarrow.parquet", "parquet", f"reading {path}")
 
 
-def _read_parquet(path: Path, fields: _Fields) -> Interactions:
+def _read_parquet(path: Path, fields: Columns) -> Interactions:
     pq = _pyarrow_parquet(path)
-    _check_columns(path, fields, pq.read_schema(path).names)
     used = fields.used()
     frame = pq.read_table(path, columns=list(dict.fromkeys(used.values()))).to_pandas()
-    if len(frame) == 0:
-        raise EmptyDataError("no interactions (the table has no rows)", path=path)
-    arrays = {field: _parquet_column(path, frame[column], field) for field, column in used.items()}
+    arrays = frame_arrays(frame, fields, source=str(path))
     return _build(arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
                   source=str(path))
-
-
-def _parquet_column(path: Path, column: pd.Series, field: str) -> np.ndarray:
-    """Check and convert one Parquet column; a bad value is reported by its 1-based row."""
-    missing = column.isna().to_numpy()
-    if missing.any():
-        row = int(np.flatnonzero(missing)[0]) + 1
-        raise ParseError(f"missing {field} in row {row}", path=path, field=column.name)
-    if field in ("user", "item"):
-        return column.to_numpy()
-    if field == "timestamp" and pd.api.types.is_datetime64_any_dtype(column):
-        if column.dt.tz is not None:
-            column = column.dt.tz_convert(None)
-        return column.to_numpy().astype("datetime64[s]").astype(np.int64)
-    if not pd.api.types.is_numeric_dtype(column):
-        raise ParseError(f"{field} must be numeric, the column is {column.dtype}",
-                         path=path, field=column.name)
-    values = column.to_numpy()
-    if field == "timestamp":
-        if not np.array_equal(values, np.floor(values)):
-            row = int(np.flatnonzero(values != np.floor(values))[0]) + 1
-            raise ParseError(f"timestamp {values[row - 1]} in row {row} is not an integer",
-                             path=path, field=column.name)
-        return values.astype(np.int64)
-    return values.astype(np.float64)
 
 
 # -- from columns to Interactions ----------------------------------------------------------------
@@ -716,8 +713,8 @@ def _build(
     source: str,
 ) -> Interactions:
     """Encode raw ids, resolve duplicate pairs and build the CSR matrix."""
-    rows, user_vocab = _encode(users)
-    cols, item_vocab = _encode(items)
+    rows, user_vocab = encode_ids(users)
+    cols, item_vocab = encode_ids(items)
     # Dropping duplicates never removes the last interaction of a user or item, so the
     # vocabularies built above stay exact.
     keep = drop_duplicates(rows, cols, timestamps, source=source)
@@ -730,39 +727,6 @@ def _build(
         rows, cols, values, timestamps, user_ids=user_vocab, item_ids=item_vocab,
         explicit=ratings is not None,
     )
-
-
-def _encode(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes, vocabulary)``: the vocabulary as strings, sorted numerically when it can be."""
-    if ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0):
-        ids = ids.astype(np.int64)  # integer ids stored as floats, as in a column with gaps
-    if ids.dtype.kind in "iu":
-        return _encode_integers(ids)
-    codes, uniques = pd.factorize(ids)
-    uniques = np.asarray(uniques, dtype=str)
-    order = _vocabulary_order(uniques)
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[codes], uniques[order]
-
-
-def _encode_integers(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if len(ids) and ids.min() >= 0 and ids.max() < _DENSE_ID_LIMIT:
-        # Small non-negative ids (all MovieLens releases): a lookup table, no hashing or sorting.
-        present = np.zeros(int(ids.max()) + 1, bool)
-        present[ids] = True
-        code_of = np.cumsum(present, dtype=np.int64) - 1
-        return code_of[ids], np.flatnonzero(present).astype(str)
-    codes, uniques = pd.factorize(ids, sort=True)
-    return codes.astype(np.int64), uniques.astype(str)
-
-
-def _vocabulary_order(ids: np.ndarray) -> np.ndarray:
-    """Positions that sort string ids: as integers when all are integers, else as text."""
-    try:
-        return np.argsort(ids.astype(np.int64), kind="stable")
-    except (ValueError, OverflowError):
-        return np.argsort(ids, kind="stable")
 
 
 # -- LightGCN ------------------------------------------------------------------------------------
@@ -803,7 +767,7 @@ def _encode_lightgcn(
     if vocabulary is None:
         if len(ids) == 0:
             return np.zeros(0, np.int64), np.zeros(0, dtype=str)
-        return _encode(ids)
+        return encode_ids(ids)
     vocabulary = np.asarray(vocabulary).astype(str)
     codes = pd.Index(vocabulary).get_indexer(ids)
     if (codes < 0).any():

@@ -36,59 +36,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.interactions import Interactions
+from aerec.data.synth_spec import (CHUNK_USERS, FORMATS, SHAPES, Shape, SynthParams,
+                                   check_memory)
 from aerec.errors import ConfigError
 
 __all__ = ["SHAPES", "Shape", "SynthParams", "synthesize", "write_synthetic", "FORMATS"]
 
-#: Users per generation chunk. Part of the output's definition: changing it changes the data.
-_CHUNK_USERS = 16_384
+_CHUNK_USERS = CHUNK_USERS  # defined beside the memory estimate, which depends on it
 #: Users with more than this share of all items are drawn with exponential keys, not by redrawing.
 _HEAVY_SHARE = 0.125
 _TIME_RANGE = (946_684_800, 1_420_070_400)  # 2000-01-01 .. 2015-01-01, UTC
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The size of a data set: users, items, interactions, and whether it holds ratings."""
-
-    n_users: int
-    n_items: int
-    n_interactions: int
-    explicit: bool
-
-
-#: Named shapes: ML-20M after the Mult-VAE paper's preprocessing (ratings >= 3.5 kept as clicks,
-#: users with at least 5), its 116,677 training users, the Netflix Prize ratings, and ML-100K.
-SHAPES: dict[str, Shape] = {
-    "ml-20m": Shape(136_677, 20_108, 10_000_000, explicit=False),
-    "ml-20m-train": Shape(116_677, 20_108, 8_536_000, explicit=False),
-    "netflix": Shape(480_189, 17_770, 100_480_507, explicit=True),
-    "ml-100k": Shape(943, 1_682, 100_000, explicit=True),
-}
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    """How the data is shaped besides its size (see the module docstring)."""
-
-    item_exponent: float = 1.0
-    item_offset: float = 20.0
-    activity_sigma: float = 1.2
-    min_user: int = 5
-    n_clusters: int = 20
-    affinity: float = 0.5
-
-    def check(self) -> None:
-        if self.item_exponent < 0 or self.item_offset < 0:
-            raise ConfigError("item_exponent and item_offset must not be negative")
-        if self.activity_sigma < 0:
-            raise ConfigError("activity_sigma must not be negative")
-        if self.min_user < 1:
-            raise ConfigError("min_user must be at least 1")
-        if self.n_clusters < 1:
-            raise ConfigError("n_clusters must be at least 1")
-        if not 0.0 <= self.affinity <= 1.0:
-            raise ConfigError("affinity must be in [0, 1]")
 
 
 @dataclass
@@ -338,11 +295,13 @@ def synthesize(
     Raises
     ------
     ConfigError
-        For an unknown shape or sizes that cannot hold the interactions.
+        For an unknown shape, sizes that cannot hold the interactions, or sizes whose memory
+        estimate exceeds the memory available (refused before any work).
     """
     s = _resolve(shape, n_users, n_items, n_interactions, explicit)
     params = params or SynthParams()
     _check_sizes(s.n_users, s.n_items, s.n_interactions, params)
+    check_memory(s, in_memory=True)
     indptr = np.zeros(s.n_users + 1, np.int64)
     cols, ratings, stamps = [], [], []
     for chunk in _chunks(s.n_users, s.n_items, s.n_interactions, s.explicit, params, seed):
@@ -365,16 +324,6 @@ def synthesize(
 
 def _ids(n: int) -> np.ndarray:
     return np.arange(1, n + 1).astype(str)
-
-
-#: File formats :func:`write_synthetic` writes, and the reader that loads each.
-FORMATS = {
-    "csv": "aerec.data.readers.read_ratings_csv (explicit) or read_table(user_col='userId', "
-           "item_col='movieId') (implicit)",
-    "tsv": "aerec.data.readers.read_table(..., file_format='tsv')",
-    "parquet": "aerec.data.readers.read_table(..., file_format='parquet'), needs pyarrow",
-    "lightgcn": "aerec.data.readers.read_lightgcn (implicit data only)",
-}
 
 
 def write_synthetic(
@@ -417,22 +366,27 @@ def write_synthetic(
         raise ConfigError("the lightgcn format holds implicit data only; pass explicit=False")
     params = params or SynthParams()
     _check_sizes(s.n_users, s.n_items, s.n_interactions, params)
+    check_memory(s, in_memory=False)
     chunks = _chunks(s.n_users, s.n_items, s.n_interactions, s.explicit, params, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    if file_format == "parquet":
-        _write_parquet(tmp, chunks, s.explicit)
-    else:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            if file_format == "lightgcn":
-                for chunk in chunks:
-                    out.write(_lightgcn_text(chunk))
-            else:
-                sep = "," if file_format == "csv" else "\t"
-                out.write(sep.join(_columns(s.explicit)) + "\n")
-                for chunk in chunks:
-                    _frame(chunk).to_csv(out, sep=sep, header=False, index=False)
-    tmp.replace(path)
+    try:
+        if file_format == "parquet":
+            _write_parquet(tmp, chunks, s.explicit)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                if file_format == "lightgcn":
+                    for chunk in chunks:
+                        out.write(_lightgcn_text(chunk))
+                else:
+                    sep = "," if file_format == "csv" else "\t"
+                    out.write(sep.join(_columns(s.explicit)) + "\n")
+                    for chunk in chunks:
+                        _frame(chunk).to_csv(out, sep=sep, header=False, index=False)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or Ctrl-C leaves no partial file behind
+        raise
     return s
 
 

@@ -72,7 +72,8 @@ from torch import nn
 from aerec.data.interactions import Interactions
 from aerec.models.explicit import ExplicitModel, activation, masked_squared_error, ridge_fold_in
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
+from aerec.models.torch_base import TorchRecommender, make_adam
+from aerec.training import Trainer, TrainState
 
 Activation = Literal["sigmoid", "identity", "tanh", "relu", "elu", "selu"]
 
@@ -193,11 +194,11 @@ class _AutoRec(ExplicitModel, TorchRecommender):
             return {"rprop": torch.optim.Rprop(module.parameters(), lr=cfg.lr)}
         return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
-    def _fit_samples(self, samples: sp.csr_matrix, validation: Any, **kwargs: Any) -> None:
+    def _fit_samples(self, samples: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
         """Train on ``samples`` (one rating vector per row)."""
         self.n_samples_ = samples.shape[0]
         self.ratings_per_sample_ = samples.nnz / max(samples.shape[0], 1)
-        TorchRecommender._fit(self, samples, validation, **kwargs)
+        trainer.train(self, samples, validation)
 
     def _loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
         module = state.module
@@ -221,8 +222,8 @@ class UAutoRec(_AutoRec):
 
     name = "u-autorec"
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
-        self._fit_samples(matrix, validation, **kwargs)
+    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
+        self._fit_samples(matrix, validation, trainer)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         return module(batch)
@@ -239,9 +240,9 @@ class IAutoRec(_AutoRec):
     name = "i-autorec"
     uses_user_ids = True
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
         self.train_matrix_ = _canonical(matrix)
-        self._fit_samples(_canonical(matrix.T.tocsr()), validation, **kwargs)
+        self._fit_samples(_canonical(matrix.T.tocsr()), validation, trainer)
 
     def _build(self, n_inputs: int, generator: torch.Generator) -> nn.Module:
         # The input of I-AutoRec is a vector over the training users, whatever the caller passes

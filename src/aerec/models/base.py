@@ -18,9 +18,11 @@ import torch
 from aerec.config import config_to_dict, make_config
 from aerec.data.interactions import Interactions
 from aerec.errors import DataError, NotFittedError
+from aerec.models.raw_ids import RawIdMixin
+from aerec.models.similarity import SimilarItemsMixin
 
 
-class Recommender:
+class Recommender(RawIdMixin, SimilarItemsMixin):
     """Base class: hyperparameters in ``config``, ``fit`` / ``score`` / ``recommend`` / ``save``.
 
     Subclasses set ``name`` (the registry key), ``Config`` (a dataclass of hyperparameters with
@@ -37,20 +39,39 @@ class Recommender:
         self.config = make_config(self.Config, params, owner=self.name or type(self).__name__)
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, train: Interactions | sp.csr_matrix, validation: Any = None, **kwargs: Any):
-        """Learn from ``train`` (users x items); ``validation`` is a :class:`HeldOut` for selection.
+    def fit(self, train: Interactions | sp.csr_matrix | Any, validation: Any = None) -> Recommender:
+        """Learn from ``train``; ``validation`` is a :class:`HeldOut` for selection.
+
+        ``train`` is an :class:`Interactions`, a users x items scipy.sparse matrix, or a pandas
+        DataFrame of interactions (columns found by their common names, see
+        :meth:`Interactions.from_pandas`).
+
+        Run options (a checkpoint to resume from, a progress bar, callbacks, early stopping)
+        belong to :class:`aerec.training.Trainer`: ``Trainer(progress=True).fit(model, train,
+        validation)``.
 
         Returns
         -------
         self
         """
-        matrix, item_ids = _as_matrix(train)
-        self.item_ids_ = item_ids
-        self.n_items_ = matrix.shape[1]
-        self._fit(matrix, validation, **kwargs)
+        from aerec.training import Trainer
+
+        return self._fit_with(Trainer(), train, validation)
+
+    def _fit_with(self, trainer: Any, train: Any, validation: Any) -> Recommender:
+        """``fit`` with a given :class:`~aerec.training.Trainer` (what ``Trainer.fit`` calls)."""
+        from aerec.data.interactions import as_interactions
+
+        data = as_interactions(train)
+        self.item_ids_ = data.item_ids
+        self.n_items_ = data.n_items
+        self._fit(data.matrix, validation, trainer=trainer)
+        # recommend_users() for the training users (kept in memory, not saved with the model)
+        self.set_known_users(data)
         return self
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
+        """Learn from the CSR ``matrix``; models that train by epochs hand it to ``trainer``."""
         raise NotImplementedError
 
     # -- scoring --------------------------------------------------------------------------------
@@ -128,6 +149,11 @@ class Recommender:
         """Hyperparameters as a JSON-ready dict."""
         return config_to_dict(self.config)
 
+    def resolved_params(self, n_users: int) -> dict[str, Any]:
+        """Settings that resolve from the data (Mult-VAE's automatic anneal length), for a
+        training set of ``n_users`` users; recorded in a run's ``run.json``."""
+        return {}
+
     # -- checks -------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
@@ -151,12 +177,3 @@ class Recommender:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
-
-
-def _as_matrix(train: Interactions | sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:
-    if isinstance(train, Interactions):
-        return train.matrix, train.item_ids
-    if sp.issparse(train):
-        m = train.tocsr().astype(np.float32)
-        return m, np.arange(m.shape[1]).astype(str)
-    raise TypeError("train must be an Interactions or a scipy.sparse matrix")

@@ -133,7 +133,7 @@ class Blend(Recommender):
         return blend
 
     # -- fitting ------------------------------------------------------------------------------
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
         from aerec.models import get_model_class
 
         members = []
@@ -142,7 +142,9 @@ class Blend(Recommender):
             has_device = "device" in cls.Config.__dataclass_fields__
             members.append(cls(**({"device": self.config.device} if has_device else {})))
         for member in members:
-            member.fit(matrix, validation, **_member_kwargs(member, kwargs))
+            # The run's progress bar, callbacks and early stopping reach the members that train
+            # by epochs; the blend's checkpoint is not theirs.
+            trainer.for_members().fit(member, matrix, validation)
             member.item_ids_ = self.item_ids_  # the raw ids, which fit() saw only as a matrix
         self.members_ = members
         self._set_weights(validation)
@@ -206,6 +208,15 @@ class Blend(Recommender):
         self.weights_ = state["weights"].double().cpu().numpy()
         self.weight_search_ = []
 
+    def _item_similarities(self, cols: np.ndarray) -> torch.Tensor:
+        """The members' similarities, each row standardised (the item itself left out) and
+        weighted with the blend's weights, as its scores are."""
+        from aerec.models.similarity import without_self
+
+        parts = [standardise(without_self(m._item_similarities(cols).float().cpu(), cols))
+                 for m, w in zip(self.members_, self.weights_) if w > 0]
+        return _combine(parts, self.weights_[self.weights_ > 0])
+
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
     """Each row shifted and scaled to mean 0 and standard deviation 1 over its finite entries.
@@ -247,15 +258,6 @@ def _combine(parts: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
         if weight > 0:  # 0 * -inf would be NaN
             out += float(weight) * part
     return out
-
-
-def _member_kwargs(member: Recommender, kwargs: dict[str, Any]) -> dict[str, Any]:
-    # Progress bars and epoch callbacks reach the members that train by epochs.
-    from aerec.models.torch_base import TorchRecommender
-
-    if isinstance(member, TorchRecommender):
-        return {k: v for k, v in kwargs.items() if k in ("callbacks", "progress")}
-    return {}
 
 
 def _check_ranks_items(cls: type[Recommender]) -> type[Recommender]:

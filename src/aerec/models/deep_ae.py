@@ -33,13 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from aerec.models.explicit import ExplicitModel, activation, masked_squared_error
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
+from aerec.models.torch_base import TorchRecommender, make_adam
+from aerec.training import TrainState
 
 Activation = Literal["selu", "elu", "relu", "sigmoid", "tanh"]
 
@@ -172,6 +172,8 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
 
     name = "deep-ae"
     Config = DeepAEConfig
+    #: Not data-parallel: the re-feeding step's dense input would have to be shared too.
+    supports_distributed = False
 
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
@@ -193,11 +195,6 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
         keep = torch.bernoulli(torch.full_like(codes, 1.0 - p), generator=state.generator)
         return codes * keep / (1.0 - p)
 
-    def _loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Masked MSE of ``f(x)`` on the observed ratings of the sparse batch."""
-        loss, _ = self._sparse_loss(state, batch)
-        return loss, {"loss": loss.item()}
-
     def _sparse_loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         module = state.module
         output = module.decode(self._code_dropout(module.encode((batch, batch.values)), state))
@@ -211,32 +208,13 @@ class DeepAutoencoder(ExplicitModel, TorchRecommender):
         mask = (y != 0).to(y.dtype)
         return (((output - y) * mask) ** 2).sum() / mask.sum().clamp_min(1.0)
 
-    def _step(self, state: TrainState, loss: torch.Tensor) -> None:
-        for opt in state.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        self._backward(state, loss)
-        for opt in state.optimizers.values():
-            opt.step()
-        state.update_count += 1
-
-    def _train_epoch(self, state: TrainState, matrix: sp.csr_matrix, *,
-                     progress: bool = False) -> dict[str, float]:
-        """One pass over the users: a step on each sparse batch, then (if ``refeed``) a step on
-        its dense output."""
-        sums = {"loss": 0.0, "refeed_loss": 0.0}
-        n_batches = 0
-        for batch, _ in self._batches(state, matrix):
-            loss, output = self._sparse_loss(state, batch)
-            self._step(state, loss)
-            sums["loss"] += loss.item()
-            if self.config.refeed:
-                second = self.refeed_loss(state, output.detach())
-                self._step(state, second)
-                sums["refeed_loss"] += second.item()
-            n_batches += 1
-        if not self.config.refeed:
-            del sums["refeed_loss"]
-        return {k: v / max(n_batches, 1) for k, v in sums.items()}
+    def _steps(self, state: TrainState, batch: SparseBatch):
+        """A step on the sparse batch, then (if ``refeed``) a step on its dense output."""
+        loss, output = self._sparse_loss(state, batch)
+        yield loss, {"loss": loss.item()}
+        if self.config.refeed:
+            second = self.refeed_loss(state, output.detach())
+            yield second, {"refeed_loss": second.item()}
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         return module.decode(module.encode((batch, batch.values)))

@@ -16,40 +16,56 @@ may prefer a smaller value, to be tuned on validation.
 
 Deliberate choices, not in the paper:
 
-* ``G + lam I`` is symmetric positive definite (``lam > 0``), so it is inverted through its
-  Cholesky factor (LAPACK ``potrf``, then the inverse from the factor), written back into the
-  Gram matrix's memory: two or three dense float64 items x items matrices at the peak (see
-  :data:`DENSE_MATRICES`); the weights are kept in float32 for scoring.
-* before any allocation the memory the solve needs is estimated (:func:`memory_needed`) and
+* **One dense items x items matrix at the peak** (see ``docs/ease.md``). The Gram matrix is built a
+  block of rows at a time into one float64 buffer, of which only the lower triangle is written;
+  LAPACK factorises (``potrf``) and inverts (``potri``) it in that buffer; then ``B`` is formed a
+  block of rows at a time and written, in float32, into the first half of the same memory, whose
+  second half is handed back to the operating system. Beside the buffer the fit holds a few blocks
+  of rows (:data:`BLOCK_BYTES` each) and copies of the sparse data. At 40,981 items that is
+  12.5 GiB for the buffer, where the previous code (torch's Cholesky calls, which work in a
+  temporary of the matrix's size, and a separate float32 ``B``) needed up to three such matrices.
+* before any allocation the memory the fit needs is estimated (:func:`memory_needed`) and
   compared with what the machine has; when it does not fit, fitting stops with a message naming
   both figures and the ``max_items`` setting that restricts the model to the most popular items.
   Items outside that set are never recommended (their score is ``-inf``) and do not contribute to
   the scores of the others.
+* the weights are kept in float32 for scoring.
 """
 
 from __future__ import annotations
 
-import math
+import ctypes
+import mmap
 import os
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from aerec.data.synth_spec import available_memory  # shared with the synthetic-data check
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models.base import Recommender
 from aerec.models.sparse import csr_times_dense
 
-#: Dense items x items float64 matrices the fit may hold at once. The solve itself needs two (the
-#: Gram matrix, overwritten, and the temporary that torch's Cholesky calls work in), but at 20,000
-#: items the peak measured 6.6 GB in one run and 9.7 GB in another with the same code: when the
-#: allocator cannot reuse the freed temporary in place, a third appears. The estimate is the
-#: larger one.
-DENSE_MATRICES = 3
-_BYTES = 8  # float64
+#: Dense items x items matrices the fit holds at once: the one buffer that is the Gram matrix,
+#: then its Cholesky factor, then the inverse, then (in its first half) ``B`` in float32.
+DENSE_MATRICES = 1
+#: Bytes of one workspace block: the Gram matrix is built, and ``B`` formed, this many rows at a
+#: time (``BLOCK_BYTES // (8 * items)`` rows, so the blocks stay this size at any item count) ...
+BLOCK_BYTES = 128 * 2**20
+#: ... and in at least this many blocks, so that a small matrix's workspace (and the square
+#: temporaries of a block's diagonal part) stay a fraction of it.
+MIN_BLOCKS = 8
+#: Workspace blocks counted by the memory check: while the Gram matrix is built, a block's sparse
+#: product (up to 16 bytes an entry: two blocks) and its dense copy (one); while ``B`` is formed, a
+#: float64 block (one); one more for margin.
+WORKSPACE_BLOCKS = 4
+#: Bytes each stored interaction costs during the fit: the binarised copy of the training matrix
+#: (float32), and the float64 CSC copy and its transpose that the Gram matrix is built from.
+SPARSE_BYTES_PER_ENTRY = 4 + 4 + 2 * (8 + 4)
 _GIB = 2**30
 
 
@@ -63,7 +79,7 @@ class EASEConfig:
         L2 weight lambda on ``B`` (default 500, the paper's value for ML-20M).
     max_items : int or None
         Restrict the model to this many of the most popular training items (None: all items);
-        the others are never recommended. For item counts whose items x items matrices do not fit
+        the others are never recommended. For item counts whose items x items matrix does not fit
         in memory.
     """
 
@@ -77,33 +93,42 @@ class EASEConfig:
             raise ValueError("max_items must be a positive integer or None")
 
 
-def memory_needed(n_items: int) -> int:
-    """Bytes the solve for ``n_items`` items needs: ``n_items**2 * 8 * DENSE_MATRICES``."""
-    return int(n_items) ** 2 * _BYTES * DENSE_MATRICES
+# -- memory -------------------------------------------------------------------------------------
+def block_rows(n_items: int) -> int:
+    """Rows of the items x items matrix in one workspace block (at least 1)."""
+    n = max(int(n_items), 1)
+    return max(1, min(-(-n // MIN_BLOCKS), BLOCK_BYTES // (8 * n)))
 
 
-def largest_fitting(available: int) -> int:
-    """The largest item count whose solve fits in ``available`` bytes."""
-    return math.isqrt(max(int(available), 0) // (_BYTES * DENSE_MATRICES))
+def memory_needed(n_items: int, nnz: int = 0, dtype: Any = np.float64) -> int:
+    """Bytes the fit for ``n_items`` items and ``nnz`` training interactions needs.
+
+    One dense ``n_items x n_items`` matrix in ``dtype`` (float64: the solve's precision), plus
+    :data:`WORKSPACE_BLOCKS` float64 blocks of :func:`block_rows` rows, plus
+    :data:`SPARSE_BYTES_PER_ENTRY` bytes per interaction for the sparse copies.
+    """
+    n = int(n_items)
+    dense = n * n * np.dtype(dtype).itemsize
+    workspace = WORKSPACE_BLOCKS * block_rows(n) * n * 8
+    return dense + workspace + int(nnz) * SPARSE_BYTES_PER_ENTRY
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux MemAvailable), or None if unknown."""
-    meminfo = Path("/proc/meminfo")
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+def largest_fitting(available: int, nnz: int = 0, dtype: Any = np.float64) -> int:
+    """The largest item count whose fit fits in ``available`` bytes (0 if none)."""
+    available = int(available)
+    if memory_needed(1, nnz, dtype) > available:
+        return 0
+    lo, hi = 1, 2
+    while memory_needed(hi, nnz, dtype) <= available:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # memory_needed grows with n: memory_needed(lo) fits, (hi) does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if memory_needed(mid, nnz, dtype) <= available else (lo, mid)
+    return lo
 
 
-def check_memory(n_items: int, available: int | None = None) -> None:
-    """Raise ConfigError when solving for ``n_items`` items would not fit in memory.
+def check_memory(n_items: int, available: int | None = None, nnz: int = 0) -> None:
+    """Raise ConfigError when fitting ``n_items`` items (``nnz`` interactions) would not fit in memory.
 
     ``available`` defaults to :func:`available_memory`; when that is unknown nothing is checked.
     """
@@ -111,61 +136,204 @@ def check_memory(n_items: int, available: int | None = None) -> None:
         available = available_memory()
     if available is None:
         return
-    needed = memory_needed(n_items)
+    needed = memory_needed(n_items, nnz)
     if needed > available:
-        fits = largest_fitting(available)
+        fits = largest_fitting(available, nnz)
         raise ConfigError(
-            f"EASE needs about {needed / _GIB:.1f} GiB for {n_items:,} items ({DENSE_MATRICES} dense "
-            f"{n_items:,} x {n_items:,} float64 matrices) but only {available / _GIB:.1f} GiB of "
-            f"memory is available; restrict it to the most popular items with --set "
-            f"max_items=N (N <= {fits:,} fits now)"
+            f"EASE needs about {needed / _GIB:.1f} GiB for {n_items:,} items (one dense "
+            f"{n_items:,} x {n_items:,} float64 matrix and workspace) but only "
+            f"{available / _GIB:.1f} GiB of memory is available; restrict it to the most popular "
+            f"items with --set max_items=N (N <= {fits:,} fits now)"
         )
 
 
-def gram_matrix(matrix: sp.csr_matrix, block: int = 2048) -> np.ndarray:
-    """Dense float64 ``X^T X`` (Fortran order: a block of columns is contiguous), built a block
-    of columns at a time.
+def _allocate(n: int, dtype: Any) -> np.ndarray:
+    """A C-ordered ``n x n`` array on its own anonymous memory map.
 
-    The sparse product of a whole data set can hold nearly items^2 entries at 12 bytes each;
-    block by block, only one block's sparse product exists beside the dense result.
+    Its own mapping, not the heap, so that :func:`_release_tail` can hand part of it back to the
+    operating system. The pages are zero until written and take no memory until touched.
+    """
+    dtype = np.dtype(dtype)
+    size = max(n * n * dtype.itemsize, 1)
+    if hasattr(mmap, "MAP_ANONYMOUS"):  # private: Python's default anonymous map is shared
+        # memory, whose pages madvise(MADV_DONTNEED) would not free
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    else:
+        buffer = mmap.mmap(-1, size)
+    return np.frombuffer(buffer, dtype=dtype, count=n * n).reshape(n, n)
+
+
+def _release_tail(array: np.ndarray, keep_bytes: int) -> bool:
+    """Hand back to the OS the pages of ``array``'s memory map after its first ``keep_bytes``.
+
+    Returns False (and does nothing) when ``array`` is not on a map of :func:`_allocate` or the
+    platform has no ``madvise``. The pages stay mapped: touching them again reads zeros.
+    """
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    if base is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return False
+    start = np.frombuffer(base, dtype=np.uint8, count=1).ctypes.data
+    offset = array.ctypes.data - start + keep_bytes
+    offset = -(-offset // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages only
+    if offset < len(base):
+        base.madvise(mmap.MADV_DONTNEED, offset, len(base) - offset)
+    return True
+
+
+# -- the Gram matrix ------------------------------------------------------------------------------
+def gram_matrix(matrix: sp.spmatrix, dtype: Any = np.float64) -> np.ndarray:
+    """``X^T X`` as a new C-ordered items x items array of which the lower triangle (with the
+    diagonal) is written, and above it only the diagonal blocks; the rest is zero, untouched
+    memory.
+
+    Built a block of rows at a time (:func:`block_rows`): the sparse product of a whole data set
+    can hold nearly items^2 entries at 12 or more bytes each; block by block, only one block's
+    sparse product and its dense copy exist beside the result. The products are summed in
+    float64 (counts of co-occurrences, exact) and stored in ``dtype``.
     """
     x = sp.csc_matrix(matrix, dtype=np.float64)
-    xt = x.T.tocsr()
+    xt = x.T.tocsr()  # items x users: a block of rows of X^T is a cheap slice
     n = x.shape[1]
-    gram = np.empty((n, n), dtype=np.float64, order="F")
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        gram[:, start:stop] = (xt @ x[:, start:stop]).toarray()
+    gram = _allocate(n, dtype)
+    rows = block_rows(n)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        # rows start:stop, columns up to the diagonal block: the lower triangle
+        gram[start:stop, :stop] = (xt[start:stop] @ x[:, :stop]).toarray()
     return gram
 
 
-def ease_weights(gram: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
-    """The EASE weights ``B`` from a Gram matrix; ``gram`` is overwritten (used as workspace).
+# -- LAPACK in place ----------------------------------------------------------------------------
+def _mkl() -> ctypes.CDLL | None:
+    """PyTorch's own library, when it carries MKL's LAPACK with 64-bit integers (x86 builds)."""
+    if getattr(_mkl, "cached", False):
+        return _mkl.lib
+    lib = None
+    name = {"darwin": "libtorch_cpu.dylib", "win32": "torch_cpu.dll"}.get(sys.platform,
+                                                                       "libtorch_cpu.so")
+    try:
+        candidate = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", name))
+        for routine in ("dpotrf_64_", "dpotri_64_", "spotrf_64_", "spotri_64_"):
+            getattr(candidate, routine)
+        lib = candidate
+    except (OSError, AttributeError):
+        pass
+    _mkl.lib, _mkl.cached = lib, True
+    return lib
 
-    Returns float32 ``B`` with ``B_ij = -P_ij / P_jj`` and a zero diagonal, where
-    ``P = (gram + diag(lam))^-1``: ``lam`` is one L2 weight for every item (EASE) or a vector of
-    one weight per item (EDLAE, :mod:`aerec.models.edlae`).
+
+def _lapack(routine: str, a: np.ndarray) -> int:
+    """Run ``potrf`` or ``potri`` on ``a`` in place; returns LAPACK's ``info``.
+
+    ``a`` is C-ordered and symmetric, and only its lower triangle is read and written: to LAPACK,
+    which reads memory column by column, that is the upper triangle (``uplo = 'U'``) of the same
+    matrix. Both routines work in the matrix's own memory, with no temporary of its size.
+
+    MKL's routines are called through PyTorch's library (the LAPACK that the previous torch code
+    called, with 64-bit integers: ``n * n`` passes 2^31 above 46,340 items). Not SciPy's: its
+    bundled multi-threaded OpenBLAS 0.3.31 crashed (SIGSEGV) in ``dpotrf``, and in plain
+    ``dgemm``, above about 16,000 items on this project's AMD EPYC machines. SciPy is the fallback
+    where PyTorch carries no MKL (ARM, macOS), through its in-place (``overwrite_a``) wrappers.
     """
-    # The Gram matrix is symmetric, so a Fortran-ordered one seen transposed is the same matrix,
-    # C-contiguous: torch works on gram's own memory.
-    a = torch.from_numpy(gram.T if gram.flags.f_contiguous else np.ascontiguousarray(gram))
-    a.diagonal().add_(torch.as_tensor(lam, dtype=a.dtype))
-    # Cholesky factor, then the inverse from it, with PyTorch's LAPACK (MKL on x86).
-    # Not SciPy's: its bundled multi-threaded OpenBLAS 0.3.31 crashed (SIGSEGV) in dpotrf, and in
-    # plain dgemm, on matrices above about 16,000 items on this project's AMD EPYC machines.
-    info = torch.empty((), dtype=torch.int32)
-    torch.linalg.cholesky_ex(a, out=(a, info))
-    if int(info) != 0:
+    if not (a.flags.c_contiguous and a.flags.writeable and a.ndim == 2
+            and a.shape[0] == a.shape[1] and a.dtype in (np.float32, np.float64)):
+        raise ValueError("expected a writable C-ordered square float32 or float64 matrix")
+    prefix = "d" if a.dtype == np.float64 else "s"
+    lib = _mkl()
+    if lib is not None:
+        n, info = ctypes.c_int64(a.shape[0]), ctypes.c_int64(0)
+        getattr(lib, f"{prefix}{routine}_64_")(
+            ctypes.c_char_p(b"U"), ctypes.byref(n), a.ctypes.data_as(ctypes.c_void_p),
+            ctypes.byref(n), ctypes.byref(info))
+        return int(info.value)
+    from scipy.linalg import lapack
+
+    fn = getattr(lapack, f"{prefix}{routine}")
+    kwargs = {"clean": 0, "overwrite_a": 1} if routine == "potrf" else {"overwrite_c": 1}
+    out, info = fn(a.T, lower=0, **kwargs)  # a.T: the same memory, Fortran-ordered
+    if not np.shares_memory(out, a):  # not in place after all: correct, with a transient copy
+        a.T[...] = out
+    return int(info)
+
+
+def factorise(gram: np.ndarray, penalty: float | np.ndarray) -> np.ndarray:
+    """Add ``penalty`` to the diagonal of ``gram`` and overwrite its lower triangle with the
+    Cholesky factor of ``gram + diag(penalty)``; returns ``gram``."""
+    n = gram.shape[0]
+    gram.reshape(-1)[:: n + 1] += np.asarray(penalty, dtype=gram.dtype)  # a view: in place
+    info = _lapack("potrf", gram)
+    if info != 0:
         raise TrainingDivergedError(
-            f"EASE: G + lam I is not positive definite (LAPACK info {int(info)}); raise lam"
+            f"EASE: G + lam I is not positive definite (LAPACK info {info}); raise lam"
         )
-    # Into gram's memory again: torch works in a temporary of the same size and copies back
-    # (without out= the inverse would be a third matrix held beside the other two).
-    torch.cholesky_inverse(a, out=a)
-    diag = a.diagonal().clone()
-    a.div_(diag.neg_())  # column j divided by -P_jj
-    a.diagonal().zero_()
-    return a.to(torch.float32).numpy()
+    return gram
+
+
+def invert(factor: np.ndarray) -> np.ndarray:
+    """Overwrite the Cholesky factor (lower triangle) with the lower triangle of the inverse
+    ``P`` of the matrix it factorises; returns ``factor``."""
+    info = _lapack("potri", factor)
+    if info != 0:
+        raise TrainingDivergedError(f"EASE: the inverse failed (LAPACK info {info}); raise lam")
+    return factor
+
+
+def weights_from_inverse(p: np.ndarray) -> np.ndarray:
+    """``B`` from the lower triangle of ``P``, written in float32 over ``p``'s own memory.
+
+    ``B[r, c] = -P[r, c] / P[c, c]`` with a zero diagonal. Rows are formed a block at a time and
+    the float32 rows ``r`` go to bytes ``4 r n`` onwards of the buffer: the first half of a float64
+    buffer, the same place in a float32 one. Why this is safe: block ``[a, b)`` reads rows ``a..b``
+    of ``P`` left of and on the diagonal, and the entries right of the diagonal from rows ``>= b``
+    (``P`` is symmetric; its rows after the block are intact), all into the workspace before
+    writing; it writes bytes below ``4 b n``, which hold float64 rows below ``b / 2``, rows
+    that no later block reads. Half of a float64 buffer, the second, is then handed back to the
+    operating system (when it is on a map of :func:`_allocate`): ``B`` ends as one float32 matrix,
+    never held beside a float64 one. The simpler alternative, a separate float32 ``B`` written
+    while ``P`` is still held, would be a second matrix at half size, 6.3 GiB at 40,981 items.
+
+    Returns the C-ordered float32 ``(n, n)`` ``B``, a view of ``p``'s memory.
+    """
+    n = p.shape[0]
+    scale = -1.0 / p.reshape(-1)[:: n + 1].astype(np.float64)  # column c of B: -P[:, c] / P[c, c]
+    if p.dtype == np.float32:
+        out = p
+    else:
+        out = p.reshape(-1).view(np.float32)[: n * n].reshape(n, n)
+    rows = block_rows(n)
+    work = torch.empty((rows, n), dtype=torch.float64)
+    tp = torch.from_numpy(p)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        w = work[: stop - start]
+        w[:, :start].copy_(tp[start:stop, :start])
+        w[:, stop:].copy_(tp[stop:, start:stop].T)  # torch: a blocked, threaded transpose
+        lower = torch.tril(tp[start:stop, start:stop])  # its upper part: from the lower
+        w[:, start:stop] = lower
+        w[:, start:stop] += torch.tril(lower, -1).T
+        wn = w.numpy()
+        wn *= scale
+        wn[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        out[start:stop] = wn  # float32, over memory no later block reads (see above)
+    del tp
+    if p.dtype == np.float64:
+        _release_tail(p, n * n * 4)
+    return out
+
+
+def ease_weights(gram: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
+    """The EASE weights ``B`` from a Gram matrix; ``gram``'s memory becomes ``B``'s.
+
+    ``gram`` is a C-ordered float64 (or float32) items x items array whose lower triangle holds
+    ``X^T X`` (as :func:`gram_matrix` returns it; a full symmetric matrix will do). Returns float32
+    ``B`` with ``B_ij = -P_ij / P_jj`` and a zero diagonal, where ``P = (gram + diag(lam))^-1``:
+    ``lam`` is one L2 weight for every item (EASE) or a vector of one weight per item (EDLAE,
+    :mod:`aerec.models.edlae`). The result is a view of ``gram``'s memory, which is no longer the
+    Gram matrix.
+    """
+    return weights_from_inverse(invert(factorise(gram, lam)))
 
 
 class EASE(Recommender):
@@ -197,10 +365,12 @@ class EASE(Recommender):
             # Stable sort: among equally popular items the lower index is kept.
             items = np.sort(np.argsort(-counts, kind="stable")[:max_items]).astype(np.int64)
             x = x[:, items]
-        check_memory(x.shape[1])
+        check_memory(x.shape[1], nnz=x.nnz)
+        self.weights_ = None  # a refit must not hold the old B beside the new buffer
         gram = gram_matrix(x)
-        weights = ease_weights(gram, self._penalty(np.diag(gram)))
-        self.weights_ = torch.from_numpy(weights)
+        del x
+        penalty = self._penalty(np.diagonal(gram).copy())
+        self.weights_ = torch.from_numpy(ease_weights(gram, penalty))
         self.items_ = items
 
     @staticmethod
@@ -234,3 +404,14 @@ class EASE(Recommender):
         self.weights_ = state["weights"].float().cpu()
         items = state.get("items")
         self.items_ = None if items is None else items.cpu().numpy().astype(np.int64)
+
+    def _item_similarities(self, cols: np.ndarray) -> torch.Tensor:
+        """Row ``i`` of the item-item weights ``B``: the score a history of item ``i`` alone gives
+        every item, so EASE's similar items are what it would recommend next to ``i``.
+
+        No second definition is needed: ``x B`` is the model, and for a one-item history it is
+        that item's row (see docs/similar-and-export.md).
+        """
+        from aerec.models.similarity import weight_rows
+
+        return weight_rows(self, cols)

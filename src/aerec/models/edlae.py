@@ -15,7 +15,8 @@ with ``Lambda`` in place of ``lam * I``:
 
 Kept from the paper: the dropout-derived penalty, full emphasis (zero diagonal), the closed form
 solved in float64. Not implemented: the paper's low-rank variant (a separate, iterative model).
-Everything else (memory check, ``max_items``, scoring, fold-in) is EASE's.
+Everything else is EASE's: the solve in one dense items x items matrix (only the penalty on its
+diagonal differs), the memory check, ``max_items``, scoring, fold-in (see ``docs/ease.md``).
 
 The paper tunes ``p`` and ``lam`` per data set; the defaults ``p = 0.67`` and ``lam = 100`` are
 what 5-fold cross-validation over the training and validation users

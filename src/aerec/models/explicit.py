@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from aerec.data.interactions import Interactions
+from aerec.data.interactions import Interactions, as_interactions
 from aerec.errors import EmptyDataError
 from aerec.models.sparse import SparseBatch
 
@@ -177,25 +177,18 @@ class ExplicitModel:
     #: Users predicted per call of the network when evaluating.
     predict_batch_size: ClassVar[int] = 1024
 
-    def fit(self, train: Interactions | sp.csr_matrix, validation: Any = None, **kwargs: Any):
-        """Record the rating statistics of ``train``, then fit as the base class does.
-
-        Returns
-        -------
-        self
-        """
-        matrix = train.matrix if isinstance(train, Interactions) else sp.csr_matrix(train)
+    def _fit_with(self, trainer: Any, train: Any, validation: Any):
+        """Record the rating statistics of ``train``, then fit as the base class does."""
+        train = as_interactions(train)
+        matrix = train.matrix
         if matrix.nnz == 0:
             raise EmptyDataError(f"{self.name}: the training data holds no ratings")
         values = matrix.data.astype(np.float64)
         self.rating_range_ = (float(values.min()), float(values.max()))
         self.global_mean_ = float(values.mean())
         self.item_counts_ = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.int64)
-        if isinstance(train, Interactions):
-            self.user_ids_ = np.asarray(train.user_ids, dtype=str)
-        else:
-            self.user_ids_ = np.arange(matrix.shape[0]).astype(str)
-        return super().fit(train, validation, **kwargs)
+        self.user_ids_ = np.asarray(train.user_ids, dtype=str)
+        return super()._fit_with(trainer, train, validation)
 
     # -- prediction -----------------------------------------------------------------------------
     def score_tensor(self, user_items: sp.csr_matrix) -> torch.Tensor:
@@ -288,7 +281,8 @@ class ExplicitModel:
         return np.array([index.get(u, -1) for u in fold_in.user_ids.tolist()], np.int64)
 
     # -- selection ------------------------------------------------------------------------------
-    def _validate(self, validation: Any) -> dict[str, float]:
+    def _validate(self, validation: Any, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+        # Every process evaluates all the validation users (RMSE is cheap): the same figure.
         metrics = self.evaluate_ratings(validation)
         return {"val_rmse": metrics["rmse"], "val_mae": metrics["mae"]}
 

@@ -27,7 +27,8 @@ from torch import nn
 
 from aerec.data.interactions import Interactions
 from aerec.models.explicit import ExplicitModel, ridge_fold_in
-from aerec.models.torch_base import TorchRecommender, TrainState, make_adam
+from aerec.models.torch_base import TorchRecommender, make_adam
+from aerec.training import TrainState
 
 
 class BiasedMFNet(nn.Module):
@@ -102,6 +103,9 @@ class BiasedMF(ExplicitModel, TorchRecommender):
     name = "biased-mf"
     Config = BiasedMFConfig
     uses_user_ids = True
+    #: Not data-parallel: its batches are ratings, not users.
+    supports_distributed = False
+
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
         return BiasedMFNet(len(self.user_ids_), n_items, cfg.factors, self.global_mean_,
@@ -113,41 +117,30 @@ class BiasedMF(ExplicitModel, TorchRecommender):
             return {"sgd": torch.optim.SGD(module.parameters(), lr=cfg.lr)}
         return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
         coo = matrix.tocoo()
         self._ratings = (coo.row.astype(np.int64), coo.col.astype(np.int64),
                          coo.data.astype(np.float32))
         try:
-            TorchRecommender._fit(self, matrix, validation, **kwargs)
+            trainer.train(self, matrix, validation)
         finally:
             del self._ratings
 
-    def _train_epoch(self, state: TrainState, matrix: sp.csr_matrix, *,
-                     progress: bool = False) -> dict[str, float]:
-        """One pass over the training ratings in a random order."""
+    def _batches(self, state: TrainState, matrix: sp.csr_matrix):
+        """An epoch is a pass over the training *ratings* in a random order: each batch is
+        ``(users, items, ratings)`` index tensors."""
         users, items, ratings = self._ratings
-        module, device = state.module, state.device
         order = state.rng.permutation(len(ratings))
-        sums = {"loss": 0.0, "mse": 0.0}
-        n_batches = 0
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start:start + self.config.batch_size]
-            u = torch.from_numpy(users[idx]).to(device)
-            i = torch.from_numpy(items[idx]).to(device)
-            r = torch.from_numpy(ratings[idx]).to(device)
-            err = (module(u, i) - r) ** 2
-            loss = (err + self.config.lam * module.penalty(u, i)).mean()
-            for opt in state.optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self._check_finite(loss, state)
-            for opt in state.optimizers.values():
-                opt.step()
-            state.update_count += 1
-            sums["loss"] += loss.item()
-            sums["mse"] += err.mean().item()
-            n_batches += 1
-        return {k: v / max(n_batches, 1) for k, v in sums.items()}
+            yield tuple(torch.from_numpy(a[idx]).to(state.device)
+                        for a in (users, items, ratings)), 1.0
+
+    def _steps(self, state: TrainState, batch: tuple[torch.Tensor, ...]):
+        u, i, r = batch
+        err = (state.module(u, i) - r) ** 2
+        loss = (err + self.config.lam * state.module.penalty(u, i)).mean()
+        yield loss, {"loss": loss.item(), "mse": err.mean().item()}
 
     # -- scoring ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -34,7 +34,7 @@ class Popularity(Recommender):
     name = "popularity"
     Config = PopularityConfig
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, trainer: Any = None) -> None:
         # Count users, not the sum of values: with explicit input a 5-star item is not "more
         # popular" than one rated 1 by as many users.
         counts = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)
@@ -49,3 +49,8 @@ class Popularity(Recommender):
 
     def _set_state(self, state: dict[str, Any], device: str) -> None:
         self.counts_ = state["counts"].float().cpu()
+
+    def _item_similarities(self, cols: np.ndarray) -> torch.Tensor:
+        """The training user count of every item: the most popular other items, the same list
+        for every item (the baseline has nothing item-specific to offer)."""
+        return self.counts_.expand(len(cols), -1)

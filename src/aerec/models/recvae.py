@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aerec.models.sparse import SparseBatch
-from aerec.models.torch_base import TorchRecommender, TrainState
+from aerec.models.torch_base import TorchRecommender
+from aerec.training import Phase, TrainState
 
 #: Mixture weights of the composite prior: standard normal, previous posterior, wide normal.
 PRIOR_WEIGHTS = (3 / 20, 3 / 4, 1 / 10)
@@ -205,6 +203,9 @@ class RecVAE(TorchRecommender):
 
     name = "recvae"
     Config = RecVAEConfig
+    #: Not data-parallel (its two optimisers' alternating passes are not sharded).
+    supports_distributed = False
+
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
         return RecVAENet(n_items, cfg.hidden, cfg.latent, cfg.encoder_layers, generator)
@@ -267,40 +268,31 @@ class RecVAE(TorchRecommender):
         nll = self._neg_log_likelihood(net.decode(z), batch)
         return nll, {"decoder_nll": nll.item()}
 
-    def _loss(self, state: TrainState, batch: SparseBatch):
-        return self._encoder_loss(state, batch)
-
     # -- the alternating schedule ---------------------------------------------------------------
-    def _train_epoch(self, state: TrainState, matrix: sp.csr_matrix, *, progress: bool = False) -> dict[str, float]:
+    def training_phases(self) -> list[Phase]:
+        """``encoder_epochs`` passes stepping the encoder, the prior refreshed after the last of
+        them, then ``decoder_epochs`` passes stepping the decoder."""
         cfg = self.config
-        parts: dict[str, float] = {}
-        for _ in range(cfg.encoder_epochs):
-            parts.update(self._pass(state, matrix, self._encoder_loss, "encoder"))
-        state.module.update_prior()
-        for _ in range(cfg.decoder_epochs):
-            parts.update(self._pass(state, matrix, self._decoder_loss, "decoder"))
-        return parts
+        encoder = Phase(self._encoder_steps, optimizers=("encoder",))
+        last_encoder = Phase(self._encoder_steps, optimizers=("encoder",),
+                             after=lambda state: state.module.update_prior())
+        decoder = Phase(self._decoder_steps, optimizers=("decoder",))
+        return [encoder] * (cfg.encoder_epochs - 1) + [last_encoder] + [decoder] * cfg.decoder_epochs
 
-    def _pass(self, state: TrainState, matrix: sp.csr_matrix, loss_fn: Any, part: str) -> dict[str, float]:
-        """One pass over the users in a random order, stepping only the optimiser ``part``."""
-        optimizer = state.optimizers[part]
-        order = state.rng.permutation(matrix.shape[0])
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for start in range(0, len(order), self.config.batch_size):
-            rows = np.sort(order[start:start + self.config.batch_size])
-            batch = SparseBatch.from_csr(matrix[rows], state.device)
-            loss, figures = loss_fn(state, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._check_finite(loss, state)
-            optimizer.step()
-            state.update_count += 1
-            for k, v in figures.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            n_batches += 1
-        return {k: v / max(n_batches, 1) for k, v in sums.items()}
+    def _encoder_steps(self, state: TrainState, batch: SparseBatch):
+        yield self._encoder_loss(state, batch)
+
+    def _decoder_steps(self, state: TrainState, batch: SparseBatch):
+        yield self._decoder_loss(state, batch)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         mu, _ = module.encoder(batch, self._input_values(batch, None))
         return module.decode(mu)
+
+    def _item_similarities(self, cols) -> torch.Tensor:  # cols: numpy int array
+        """Cosine between the items' vectors in the linear decoder (the columns of
+        ``decoder_weight``, latent x items), for the reason Mult-VAE's docstring gives.
+        """
+        from aerec.models.similarity import cosine_to
+
+        return cosine_to(self.module_.decoder_weight.T, cols)

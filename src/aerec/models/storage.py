@@ -1,19 +1,21 @@
 """Model files: ``model.json`` (class, hyperparameters, item ids, versions) and
 ``model.safetensors`` (the learned tensors). No pickle: a model file can be loaded from an untrusted
-source without running its code."""
+source without running its code, and loading checks what it reads (see :func:`load_model`)."""
 
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 import aerec
-from aerec.errors import ConfigError
-from aerec.persistence import load_state, read_json, save_state, write_json
+from aerec.errors import AerecError, DataError
+from aerec.persistence import check_fields, first_line, json_type, load_state, read_json, save_state, write_json
 
 FORMAT = "aerec-model"
 FORMAT_VERSION = 1
@@ -41,21 +43,96 @@ def save_model(model: Any, path: str | Path) -> None:
 
 
 def load_model(path: str | Path, device: str = "auto") -> Any:
-    """Load a model written by :func:`save_model`."""
+    """Load a model written by :func:`save_model`, checked.
+
+    A folder may come from someone else: every field of ``model.json`` is checked
+    (:func:`read_model_json`), no tensor may hold NaN or an infinity, the weights must be of the
+    model ``model.json`` names, and the loaded model is asked for the scores of an empty history,
+    which must cover every item and hold no NaN. Anything wrong is one :class:`DataError` naming
+    the file and what is wrong.
+    """
     from aerec.models import get_model_class
 
     path = Path(path)
-    meta = read_json(path / "model.json")
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{path / 'model.json'}: not an aerec model file")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ConfigError(
-            f"{path / 'model.json'}: written by a newer aerec (format {meta['format_version']})"
-        )
-    cls = get_model_class(meta["model"])
-    model = cls(**meta["params"])
+    json_path = path / "model.json"
+    meta = read_model_json(json_path)
+    try:
+        cls = get_model_class(meta["model"])
+        model = cls(**meta["params"])
+    except (AerecError, TypeError, ValueError) as exc:
+        raise DataError(first_line(exc), path=json_path) from None
     model.item_ids_ = np.asarray(meta["item_ids"], dtype=str)
-    model.n_items_ = int(meta["n_items"])
-    state, _ = load_state(path / "model.safetensors")
-    model._set_state(state, device)
+    model.n_items_ = meta["n_items"]
+    weights = path / "model.safetensors"
+    state, saved = load_state(weights)
+    if saved.get("model", model.name) != model.name:
+        raise DataError(f"holds the weights of a {saved['model']!r:.40} model, but "
+                        f"{json_path.name} names {model.name!r}", path=weights)
+    damaged = first_non_finite(state)
+    if damaged is not None:
+        raise DataError(f"tensor {damaged!r} holds NaN or infinite values (a diverged or "
+                        "damaged model)", path=weights)
+    try:
+        model._set_state(state, device)
+        scores = model.score_tensor(sp.csr_matrix((1, model.n_items_), dtype=np.float32))
+    except (AerecError, KeyError, TypeError, ValueError, RuntimeError, AttributeError,
+            IndexError) as exc:
+        if isinstance(exc, DataError) and exc.path is not None:
+            raise  # already names its file
+        # Weights of another size or model, a missing tensor, a field of the wrong type.
+        raise DataError(f"does not hold a {model.name} model of {model.n_items_} items "
+                        f"({first_line(exc)})", path=weights) from None
+    if tuple(scores.shape) != (1, model.n_items_):
+        raise DataError(f"scores {scores.shape[-1]} items, but {json_path.name} lists "
+                        f"{model.n_items_}", path=weights)
+    if bool(torch.isnan(scores).any() or torch.isposinf(scores).any()):
+        raise DataError("its weights give NaN or infinite scores (a diverged or damaged model)",
+                        path=weights)
     return model
+
+
+def read_model_json(path: str | Path) -> dict[str, Any]:
+    """``model.json``, with every field the loader uses checked (``DataError`` naming it)."""
+    meta = read_json(path, expect=dict)
+
+    def bad(field: str, what: str) -> DataError:
+        return DataError(what, path=path, field=field)
+
+    if meta.get("format") != FORMAT:
+        raise DataError("not an aerec model file", path=path)
+    version = meta.get("format_version", 0)
+    if not _is_int(version):
+        raise bad("format_version", f"must be an integer, found {json_type(version)}")
+    if version > FORMAT_VERSION:
+        raise DataError(f"written by a newer aerec (format {version})", path=path)
+    check_fields(meta, path, {"model": str, "params": dict, "item_ids": list, "n_items": int})
+    n_items = meta["n_items"]
+    if n_items < 1:
+        raise bad("n_items", f"must be a positive integer, found {n_items!r:.40}")
+    ids = meta["item_ids"]
+    if not all(isinstance(i, str) for i in ids):
+        raise bad("item_ids", "must be a list of strings")
+    if len(ids) != n_items:
+        raise bad("item_ids", f"lists {len(ids)} items, but n_items is {n_items}")
+    if len(set(ids)) != len(ids):
+        twice = next(i for i, n in Counter(ids).items() if n > 1)
+        raise bad("item_ids", f"lists item {twice!r:.40} more than once")
+    return meta
+
+
+def first_non_finite(state: Any, name: str = "") -> str | None:
+    """The name of the first floating-point tensor in ``state`` holding NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return None if finite else name or "tensor"
+    items = state.items() if isinstance(state, dict) else enumerate(state) \
+        if isinstance(state, list) else ()
+    for key, value in items:
+        found = first_non_finite(value, f"{name}.{key}" if name else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -24,15 +24,18 @@ import scipy.sparse as sp
 
 @dataclass
 class Job:
-    """One request: a one-row history and how many items it wants."""
+    """One request: a one-row history, how many items it wants, and the items it may not get."""
 
     history: sp.csr_matrix
     n: int
     future: asyncio.Future = field(repr=False)
+    blocked: np.ndarray | None = field(default=None, repr=False)
 
 
-#: Scores a batch: (stacked histories, largest n) -> (ids, scores), each ``(batch, n)``.
-BatchScorer = Callable[[sp.csr_matrix, int], tuple[np.ndarray, np.ndarray]]
+#: Scores a batch: (stacked histories, largest n[, blocked]) -> (ids, scores), each ``(batch, n)``.
+#: ``blocked``, passed only when some request of the batch has one, is a ``(batch, n_items)``
+#: boolean mask of the items each row may not be recommended.
+BatchScorer = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 class MicroBatcher:
@@ -42,7 +45,9 @@ class MicroBatcher:
     ----------
     score : callable
         ``score(histories, n) -> (ids, scores)``, both ``(batch, n)`` arrays sorted by
-        descending score; typically ``model.recommend``.
+        descending score; typically ``model.recommend``. When a request is submitted with a
+        ``blocked`` mask, its batch is scored as ``score(histories, n, blocked)`` instead, with
+        one mask row per request (all False for a request without one).
     max_batch : int
         Most requests scored together.
     max_wait : float
@@ -65,10 +70,15 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, history: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Queue one history; returns its ``(ids, scores)`` (1-D, length ``n`` at most)."""
+    async def submit(self, history: sp.csr_matrix, n: int,
+                     blocked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Queue one history; returns its ``(ids, scores)`` (1-D, length ``n`` at most).
+
+        ``blocked``, an optional ``(n_items,)`` boolean mask, names items this request may not
+        be recommended (its business filters); the request still shares its batch.
+        """
         self._ensure_worker()
-        job = Job(history, int(n), asyncio.get_running_loop().create_future())
+        job = Job(history, int(n), asyncio.get_running_loop().create_future(), blocked)
         self._queue.put_nowait(job)
         return await job.future
 
@@ -135,4 +145,11 @@ class MicroBatcher:
 
     def _score_jobs(self, batch: Sequence[Job]) -> tuple[Any, Any]:
         histories = sp.vstack([job.history for job in batch], format="csr")
-        return self.score(histories, max(job.n for job in batch))
+        n = max(job.n for job in batch)
+        if all(job.blocked is None for job in batch):
+            return self.score(histories, n)
+        blocked = np.zeros(histories.shape, dtype=bool)
+        for k, job in enumerate(batch):
+            if job.blocked is not None:
+                blocked[k] = job.blocked
+        return self.score(histories, n, blocked)

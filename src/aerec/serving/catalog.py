@@ -1,4 +1,8 @@
-"""The items of a served run: raw id look-ups, titles, popularity and title search."""
+"""The items of a served run: raw id look-ups, titles, popularity and title search.
+
+Histories are built by :mod:`aerec.histories`, as the CLI builds them; :attr:`Catalog.index` saves
+it rebuilding the id look-up for every request.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from aerec.histories import finite_top
 
 
 class Catalog:
@@ -26,18 +32,15 @@ class Catalog:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def history(self, raw_ids: list[str]) -> tuple[sp.csr_matrix, list[str]]:
-        """A one-row history of the known ids, and the unknown ids (each once, in order)."""
-        cols = sorted({self.index[i] for i in raw_ids if i in self.index})
-        unknown = list(dict.fromkeys(i for i in raw_ids if i not in self.index))
-        row = sp.csr_matrix((np.ones(len(cols), np.float32), np.asarray(cols, np.int32),
-                             np.array([0, len(cols)], np.int32)), shape=(1, self.n_items))
-        return row, unknown
-
     def describe(self, cols: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-        """Recommendation records for item columns and their scores."""
+        """Recommendation records for item columns and their scores, finite scores only.
+
+        The history comes back from ``recommend`` scored ``-inf`` when ``n`` exceeds the items
+        left to recommend; it is dropped here, as the CLI drops it (:func:`finite_top`).
+        """
+        cols, scores = finite_top(cols, scores)
         return [{"item": str(self.item_ids[c]), "score": float(s), "title": self.titles[c]}
-                for c, s in zip(cols.tolist(), scores.tolist()) if np.isfinite(s)]
+                for c, s in zip(cols.tolist(), scores.tolist())]
 
     def search(self, query: str, limit: int) -> list[dict[str, Any]]:
         """Items whose title holds every word of ``query`` (any case), most popular first.

@@ -7,12 +7,29 @@ but never shows a traceback. :class:`BodyLimit` refuses large bodies before they
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+
+class JSONAnswer(JSONResponse):
+    """A JSON answer whose bytes are always valid UTF-8.
+
+    A JSON request may carry a lone surrogate (``"\\ud800"``), which has no UTF-8 form; echoed
+    back (an unknown item id), it would make the usual encoder fail and the request a 500. Such
+    text is written with ASCII escapes instead, which any JSON parser reads back as sent.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -23,18 +40,18 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = [_problem(e) for e in exc.errors()]
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
-        return JSONResponse({"error": message, "problems": problems},
+        return JSONAnswer({"error": message, "problems": problems},
                             status_code=400 if malformed else 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail), "problems": []},
+        return JSONAnswer({"error": str(exc.detail), "problems": []},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not a bad request: say so without leaking a traceback to the client.
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})", "problems": []},
+        return JSONAnswer({"error": f"internal error ({type(exc).__name__})", "problems": []},
                             status_code=500)
 
 
@@ -96,7 +113,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
-        response = JSONResponse(
+        response = JSONAnswer(
             {"error": f"request body larger than {self.max_bytes} bytes", "problems": []},
             status_code=413)
         await response(scope, receive, send)

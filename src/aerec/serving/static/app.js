@@ -1,15 +1,19 @@
-// The demo page: search items, pick a few, show the service's recommendations for the picks.
+// The demo page: search items, pick a few, show the service's recommendations for the picks and
+// the items most similar to one pick; a recommended or similar item joins the picks with a click.
 "use strict";
 
 const picked = new Map();  // item id -> title, in the order picked
+let similarOf = null;  // the pick whose similar items are shown
 let searchSeq = 0;
 let recommendSeq = 0;
+let similarSeq = 0;
 
 const $ = (id) => document.getElementById(id);
 
 async function getJSON(url, options) {
   const response = await fetch(url, options);
-  const body = await response.json();
+  // A proxy or a server that went away may answer with something else than our JSON.
+  const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   return body;
 }
@@ -48,36 +52,55 @@ function renderResults(items) {
     li.textContent = "No item matches.";
     list.append(li);
   }
-  for (const item of items) {
-    const li = document.createElement("li");
-    li.dataset.item = item.item;
-    const title = document.createElement("span");
-    title.className = "title";
-    title.textContent = label(item);
-    const add = document.createElement("button");
-    add.type = "button";
-    add.className = "add";
-    add.textContent = picked.has(item.item) ? "picked" : "add";
-    add.disabled = picked.has(item.item);
-    add.addEventListener("click", () => pick(item, add));
-    li.append(title, add);
-    list.append(li);
-  }
+  for (const item of items) list.append(itemRow(item));
 }
 
-function pick(item, button) {
+// A list entry for an item: its title and a button that adds it to the picks.
+function itemRow(item) {
+  const li = document.createElement("li");
+  li.dataset.item = item.item;
+  const title = document.createElement("span");
+  title.className = "title";
+  title.textContent = label(item);
+  li.append(title, addButton(item));
+  return li;
+}
+
+function addButton(item) {
+  const add = document.createElement("button");
+  add.type = "button";
+  add.className = "add";
+  add.dataset.item = item.item;
+  add.setAttribute("aria-label", `add ${label(item)} to your picks`);
+  add.addEventListener("click", () => pick(item));
+  markAdd(add);
+  return add;
+}
+
+function markAdd(button) {
+  const has = picked.has(button.dataset.item);
+  button.textContent = has ? "picked" : "add";
+  button.disabled = has;
+}
+
+function pick(item) {
+  if (picked.has(item.item)) return;
   picked.set(item.item, label(item));
-  button.textContent = "picked";
-  button.disabled = true;
-  renderPicked();
-  recommend();
+  similarOf = item.item;
+  afterPicksChange();
 }
 
 function unpick(id) {
   picked.delete(id);
+  if (similarOf === id) similarOf = picked.size ? [...picked.keys()].pop() : null;
+  afterPicksChange();
+}
+
+function afterPicksChange() {
   renderPicked();
+  for (const button of document.querySelectorAll("button.add")) markAdd(button);
   recommend();
-  search();
+  showSimilar();
 }
 
 function renderPicked() {
@@ -86,10 +109,20 @@ function renderPicked() {
   for (const [id, title] of picked) {
     const li = document.createElement("li");
     li.dataset.item = id;
-    const text = document.createElement("span");
+    li.classList.toggle("current", id === similarOf);
+    const text = document.createElement("button");
+    text.type = "button";
+    text.className = "show-similar";
+    text.title = "show similar items";
     text.textContent = title;
+    text.addEventListener("click", () => {
+      similarOf = id;
+      renderPicked();
+      showSimilar();
+    });
     const remove = document.createElement("button");
     remove.type = "button";
+    remove.className = "remove";
     remove.title = "remove";
     remove.setAttribute("aria-label", `remove ${title}`);
     remove.textContent = "×";
@@ -120,7 +153,10 @@ async function recommend() {
     if (seq !== recommendSeq) return;
     renderRecommendations(body);
   } catch (err) {
-    if (seq === recommendSeq) $("status").textContent = `Could not recommend: ${err.message}`;
+    if (seq !== recommendSeq) return;
+    // The list on screen answered other picks: clear it rather than show it as current.
+    recs.replaceChildren();
+    $("status").textContent = `Could not recommend: ${err.message}`;
   }
 }
 
@@ -142,7 +178,7 @@ function renderRecommendations(body) {
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = rec.score.toFixed(3);
-    row.append(title, score);
+    row.append(title, score, addButton(rec));
     const bar = document.createElement("div");
     bar.className = "bar";
     const share = top > bottom ? (rec.score - bottom) / (top - bottom) : 1;
@@ -153,6 +189,34 @@ function renderRecommendations(body) {
   const unknown = body.unknown_items.length ? ` (unknown ids ignored: ${body.unknown_items.join(", ")})` : "";
   $("status").textContent =
     `Top ${body.recommendations.length} for ${picked.size} picked item${picked.size === 1 ? "" : "s"}${unknown}`;
+}
+
+async function showSimilar() {
+  const seq = ++similarSeq;
+  const list = $("similar");
+  const status = $("similar-status");
+  $("similar-title").hidden = similarOf === null;
+  if (similarOf === null) {
+    list.replaceChildren();
+    delete list.dataset.of;
+    status.hidden = true;
+    return;
+  }
+  $("similar-of").textContent = picked.get(similarOf) || `item ${similarOf}`;
+  try {
+    const body = await getJSON(`/items/${encodeURIComponent(similarOf)}/similar?n=8`);
+    if (seq !== similarSeq) return;
+    list.replaceChildren(...body.similar.map(itemRow));
+    list.dataset.of = similarOf;  // which pick the list answers (a test waits on it)
+    status.textContent = body.definition;
+    status.hidden = false;
+  } catch (err) {
+    if (seq !== similarSeq) return;
+    list.replaceChildren();
+    list.dataset.of = similarOf;
+    status.textContent = `No similar items: ${err.message}`;
+    status.hidden = false;
+  }
 }
 
 function debounce(fn, ms) {
@@ -167,9 +231,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search").addEventListener("input", debounce(search, 150));
   $("clear").addEventListener("click", () => {
     picked.clear();
-    renderPicked();
-    recommend();
-    search();
+    similarOf = null;
+    afterPicksChange();
   });
   showModel();
   renderPicked();

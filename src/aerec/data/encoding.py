@@ -1,0 +1,137 @@
+"""Raw ids to row and column indices, and repeated (user, item) pairs to one entry.
+
+The two steps every constructor of :class:`~aerec.data.interactions.Interactions` takes, whatever
+the source (arrays, a data frame, a file).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aerec.errors import ConfigError, DataError
+
+__all__ = ["DUPLICATE_POLICIES", "combine_duplicates", "encode_ids", "integral_as_int"]
+
+
+def integral_as_int(ids: np.ndarray) -> np.ndarray:
+    """Integer ids stored as floats (as pandas reads an int column with gaps) as int64, so that
+    they print without ".0"; other arrays as they are."""
+    if ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0) and np.all(np.abs(ids) < 2.0**63):
+        return ids.astype(np.int64)
+    return ids
+
+
+def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, vocabulary)`` of raw ids: the vocabulary as strings, sorted numerically when
+    every id is an integer and as text otherwise, and ``vocabulary[codes] == str(ids)``.
+
+    Raises
+    ------
+    DataError
+        If an id is missing (NaN or None).
+    """
+    # Imported here: pandas costs a quarter of a second, and ids are often integers.
+    import pandas as pd
+
+    ids = integral_as_int(np.asarray(ids))
+    if ids.dtype.kind in "iu":
+        return _encode_integers(ids)
+    codes, uniques = pd.factorize(ids)
+    if (codes < 0).any():
+        raise DataError("missing ids (NaN or None)")
+    uniques = np.asarray(uniques).astype(str)
+    # Values that differ but print alike (1 and "1") are one id: merge them, on the uniques only.
+    merged, uniques = pd.factorize(uniques)
+    codes = merged[codes]
+    uniques = np.asarray(uniques, dtype=str)
+    order = _vocabulary_order(uniques)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[codes], uniques[order]
+
+
+# Integer ids below this are encoded through a lookup table of this many entries at most (144 MB).
+_DENSE_ID_LIMIT = 2**24
+
+
+def _encode_integers(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    if len(ids) and ids.min() >= 0 and ids.max() < _DENSE_ID_LIMIT:
+        # Small non-negative ids (all MovieLens releases): a lookup table, no hashing or sorting.
+        present = np.zeros(int(ids.max()) + 1, bool)
+        present[ids] = True
+        code_of = np.cumsum(present, dtype=np.int64) - 1
+        return code_of[ids], np.flatnonzero(present).astype(str)
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes.astype(np.int64), uniques.astype(str)
+
+
+def _vocabulary_order(ids: np.ndarray) -> np.ndarray:
+    """Positions that sort string ids: as integers when all are integers, else as text."""
+    try:
+        return np.argsort(ids.astype(np.int64), kind="stable")
+    except (ValueError, OverflowError):
+        return np.argsort(ids, kind="stable")
+
+
+DUPLICATE_POLICIES = ("last", "sum", "max", "error")
+
+
+def combine_duplicates(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    policy: str,
+    *,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Make every (row, col) pair occur once, by ``policy`` (see ``Interactions.from_arrays``).
+
+    Returns ``(rows, cols, values, timestamps)`` ordered by (row, col), which makes the sort in
+    ``Interactions.from_indices`` cheap.
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise ConfigError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, "
+                          f"got {policy!r}")
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    key = rows * max(len(item_ids), 1) + cols
+    # One sort of the keys finds the repeats; only they are sorted again by time, which costs
+    # little as they are few (a full sort by key and time takes 20x longer on 5M interactions).
+    order = np.argsort(key, kind="stable")
+    equal_next = key[order[1:]] == key[order[:-1]]
+    values = np.asarray(values)
+    if not equal_next.any():
+        return rows[order], cols[order], values[order], _take(timestamps, order)
+    repeated = np.zeros(len(key), bool)
+    repeated[order[1:][equal_next]] = True
+    repeated[order[:-1][equal_next]] = True
+    where = np.flatnonzero(repeated)
+    when = np.zeros(len(key), np.int64) if timestamps is None else np.asarray(timestamps)
+    # By pair, then time; lexsort is stable, so equal times keep their order and the last of a
+    # group is its latest interaction, or its last one.
+    group_order = where[np.lexsort((when[where], key[where]))]
+    sorted_key = key[group_order]
+    starts = np.flatnonzero(np.append(True, sorted_key[1:] != sorted_key[:-1]))
+    last = group_order[np.append(starts[1:], len(group_order)) - 1]
+    if policy == "error":
+        pair = (str(user_ids[rows[last[0]]]), str(item_ids[cols[last[0]]]))
+        raise DataError(f"the (user, item) pair {pair} occurs more than once "
+                        f"({len(where) - len(starts)} repeats in all); choose what repeats become "
+                        f"with duplicates='last', 'sum' or 'max'")
+    if policy == "sum":
+        values = values.astype(np.float64)
+        values[last] = np.add.reduceat(values[group_order], starts)
+    elif policy == "max":
+        values = values.copy()
+        values[last] = np.maximum.reduceat(values[group_order], starts)
+    kept = ~repeated
+    kept[last] = True
+    keep = order[kept[order]]  # the survivors, in key order
+    return rows[keep], cols[keep], values[keep], _take(timestamps, keep)
+
+
+def _take(array: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:
+    return None if array is None else np.asarray(array)[positions]

@@ -1,0 +1,152 @@
+"""The histories that recommendations are made for, built one way for the CLI, Python and HTTP.
+
+Two sources, one shape (a one-row CSR matrix on the model's item columns):
+
+* :func:`history_from_items`: raw item ids a caller names, each optionally ``ID:RATING``;
+* :func:`known_user_history`: everything a run holds about one of its users except the test
+  targets, so that nothing the user already has is recommended back, whatever the split kind.
+
+:func:`finite_top` drops what :meth:`~aerec.models.Recommender.recommend` ranks with a non-finite
+score (the history itself, scored ``-inf``), so that a large ``n`` returns only items that can be
+recommended and no answer ever holds ``NaN`` or ``Infinity``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from aerec.data.splits import Split
+from aerec.errors import DataError
+from aerec.models import Recommender
+
+__all__ = ["default_value", "finite_top", "history_from_items", "known_user_history"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def default_value(model: Recommender) -> float:
+    """The value of an item named without a rating.
+
+    1 for implicit-feedback models; the top of the training rating range for rating models, so
+    that "items I liked" means the same to both kinds.
+    """
+    return 1.0 if model.implicit else float(model.rating_range_[1])
+
+
+def history_from_items(
+    model: Recommender, entries: Iterable[str], *, index: Mapping[str, int] | None = None
+) -> tuple[sp.csr_matrix, list[str]]:
+    """A one-row history from raw item ids, and the ids the model does not know.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model; its ``item_ids_`` give the columns.
+    entries : iterable of str
+        Raw item ids. An entry that is not itself a known id but has the form ``ID:RATING`` gives
+        the item ``ID`` that value (so ids that contain ``:`` still work); an unknown id is listed
+        without its rating. An item named twice keeps its last value.
+    index : mapping, optional
+        Raw item id -> column of ``model``, when the caller already holds one (a service answering
+        many requests); built from ``model.item_ids_`` otherwise.
+
+    Returns
+    -------
+    history : scipy.sparse.csr_matrix
+        ``(1, n_items)`` float32.
+    unknown : list of str
+        Ids the model does not know, each once, in the order given.
+
+    Raises
+    ------
+    DataError
+        If the rating of a known item is not a number, or any rating is not finite.
+    """
+    if index is None:
+        index = {str(item): k for k, item in enumerate(np.asarray(model.item_ids_).tolist())}
+    default = default_value(model)
+    values: dict[int, float] = {}
+    unknown: dict[str, None] = {}
+    for entry in entries:
+        entry = str(entry)
+        if entry in index:
+            values[index[entry]] = default
+            continue
+        raw, sep, rating = entry.rpartition(":")
+        if sep and raw in index:
+            values[index[raw]] = _rating(entry, rating)
+        elif sep and _is_number(rating):
+            _rating(entry, rating)  # an unknown item still may not carry NaN
+            unknown[raw] = None
+        else:  # an id the model does not know, ':' and all
+            unknown[entry] = None
+    return _one_row(values, model.n_items_), list(unknown)
+
+
+def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
+    """Everything a run holds about one of its users, except the test targets.
+
+    On a strong-generalization split that is a training user's row, a validation user's fold-in
+    and targets, or a test user's fold-in. On given and rating splits, where the same users are in
+    every part, it is the whole training row: the remainder models were fitted on *and* the
+    validation carve, so neither comes back as a recommendation.
+
+    Raises
+    ------
+    DataError
+        If no part of the split holds ``user_id``.
+    """
+    user_id = str(user_id)
+    parts = (split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets)
+    values: dict[int, float] = {}
+    found = False
+    for part in parts:
+        row = part.user_index.get(user_id)
+        if row is None:
+            continue
+        found = True
+        start, stop = part.matrix.indptr[row], part.matrix.indptr[row + 1]
+        for col, value in zip(part.matrix.indices[start:stop].tolist(),
+                              part.matrix.data[start:stop].tolist()):
+            values.setdefault(col, value)  # the parts agree where they overlap
+    if not found:
+        raise DataError(f"user {user_id!r} is not in this run's data; pass --items to fold in a history")
+    return _one_row(values, split.train.n_items)
+
+
+def finite_top(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row of ``recommend``'s answer without its non-finite scores (kept in order)."""
+    ids, scores = np.asarray(ids), np.asarray(scores)
+    keep = np.isfinite(scores)
+    return ids[keep], scores[keep]
+
+
+def _one_row(values: dict[int, float], n_items: int) -> sp.csr_matrix:
+    """A ``(1, n_items)`` float32 CSR row holding ``values`` (column -> value)."""
+    cols = np.array(sorted(values), np.int32)
+    data = np.array([values[c] for c in cols.tolist()], np.float32)
+    return sp.csr_matrix((data, cols, np.array([0, len(cols)], np.int32)), shape=(1, n_items))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _rating(entry: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"item {entry!r}: the rating after ':' must be a number") from None
+    # histories are float32: a larger number would turn into infinity there
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise DataError(f"item {entry!r}: the rating after ':' must be a finite number "
+                        f"(at most {_FLOAT32_MAX:.3g} in size)")
+    return value
