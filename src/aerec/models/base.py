@@ -65,7 +65,7 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         data = as_interactions(train)
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items
-        self._fit(data.matrix, validation, trainer=trainer)
+        self._fit(data.matrix, validation, trainer)
         # recommend_users() for the training users (kept in memory, not saved with the model)
         self.set_known_users(data)
         return self
