@@ -14,7 +14,11 @@ it)::
     .venv/bin/python benchmarks/scaling.py --json scaling.json
     .venv/bin/python benchmarks/scaling.py --items 20000,40981 --models mult-dae --precisions fp32
 
-``--json`` is rewritten after every cell, so a long run keeps what it has.
+``--rounds N`` runs every cell N times, interleaved (all cells, then all again), and the table
+keeps each cell's fastest epoch, with the ratios of all rounds beside it: on a machine shared with
+other work, the fastest is the one least slowed by it. ``--json`` is rewritten after every cell, so
+a long run keeps what it has, and ``--resume FILE`` counts the cells of an earlier run's JSON as
+rounds already done.
 """
 
 from __future__ import annotations
@@ -66,14 +70,23 @@ def _cell(common: list[str], model: str, items: int, precision: str, timeout: fl
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _row(r: dict) -> str:
-    if "error" in r:
-        return f"| {r['model']} | {r['items']:,} | {r['precision']} | {r['error']} | | | | | |"
+def _key(r: dict) -> tuple:
+    return r["model"], r["items"], r["precision"]
+
+
+def _row(runs: list[dict]) -> str:
+    """One table row from every round of a cell: the fastest, and all rounds' ratios."""
+    done = [r for r in runs if "error" not in r]
+    model, items, precision = _key(runs[0])
+    if not done:
+        return f"| {model} | {items:,} | {precision} | {runs[-1]['error']} | | | | | | |"
+    r = min(done, key=lambda d: d["seconds_per_epoch"])
     bf16 = r.get("bf16_floor_seconds")
     bf16_ratio = f"{r['seconds_per_epoch'] / bf16:.2f}" if bf16 else "–"
-    return (f"| {r['model']} | {r['items']:,} | {r['precision']} | {r['seconds_per_epoch']:.1f} | "
+    rounds = ", ".join(f"{d['ratio']:.2f}" if "error" not in d else "failed" for d in runs)
+    return (f"| {model} | {items:,} | {precision} | {r['seconds_per_epoch']:.1f} | "
             f"{r['floor_seconds']:.1f} | **{r['ratio']:.2f}** | {bf16_ratio} | "
-            f"{r['peak_rss_mb']:,.0f} | {r['load_before']:.1f} |")
+            f"{r['peak_rss_mb']:,.0f} | {r['load_before']:.1f} | {rounds} |")
 
 
 def main() -> int:
@@ -84,6 +97,8 @@ def main() -> int:
     p.add_argument("--users", type=int, default=USERS)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: one per core)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per cell (default 3600)")
+    p.add_argument("--rounds", type=int, default=1, help="runs of every cell, interleaved")
+    p.add_argument("--resume", metavar="FILE", help="an earlier run's --json: its cells count as rounds")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="mult-vae", help=argparse.SUPPRESS)
@@ -101,20 +116,28 @@ def main() -> int:
     print(f"## Scaling with the catalogue\n\n{platform.machine()}, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__} ({args.threads or torch.get_num_threads()} threads), bf16 flags: "
           f"{', '.join(cpu_bf16_flags()) or 'none'}; {args.users:,} users; load average at start "
-          f"{os.getloadavg()[0]:.1f}\n")
-    print("| model | items | precision | s / epoch | fp32 floor s | ratio to fp32 floor | "
-          "ratio to bf16 floor | peak MB | load |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+          f"{os.getloadavg()[0]:.1f}\n", flush=True)
     common = ["--worker", "--users", str(args.users), "--threads", str(args.threads)]
-    rows = []
-    for items in (int(n) for n in args.items.split(",")):
-        for model in args.models.split(","):
-            for precision in args.precisions.split(","):
-                r = _cell(common, model, items, precision, args.timeout)
-                rows.append(r)
-                print(_row(r), flush=True)
-                if args.json:
-                    Path(args.json).write_text(json.dumps(rows, indent=1))
+    cells = [(model, int(items), precision) for items in args.items.split(",")
+             for model in args.models.split(",") for precision in args.precisions.split(",")]
+    rows = json.loads(Path(args.resume).read_text()) if args.resume else []
+    for round_ in range(args.rounds):
+        for cell in cells:
+            if sum(_key(r) == cell for r in rows) > round_:
+                continue  # done in an earlier run (--resume)
+            r = _cell(common, *cell, args.timeout)
+            print(f"round {round_ + 1}: {cell}: {r.get('seconds_per_epoch', r.get('error'))}",
+                  flush=True)
+            rows.append(r)
+            if args.json:
+                Path(args.json).write_text(json.dumps(rows, indent=1))
+    print("\n| model | items | precision | s / epoch (fastest round) | fp32 floor s | ratio to fp32 "
+          "floor | ratio to bf16 floor | peak MB | load at its start | ratios of all rounds |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    for cell in cells:
+        runs = [r for r in rows if _key(r) == cell]
+        if runs:
+            print(_row(runs))
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
