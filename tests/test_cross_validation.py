@@ -30,7 +30,7 @@ class SignedPopularity(Recommender):
     name = "signed-popularity"
     Config = _SignedConfig
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, **kwargs: Any) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, trainer: Any = None) -> None:
         counts = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)
         self.counts_ = torch.from_numpy(counts * self.config.sign)
 
