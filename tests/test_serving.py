@@ -596,3 +596,22 @@ def test_batcher_passes_masks_only_when_a_request_has_one():
 
     asyncio.run(main())
     assert seen == [None, [[False] * 10, mask.tolist()]]
+
+
+def test_an_unexpected_error_is_a_json_500_with_the_security_headers(run_dir):
+    # Starlette answers an unhandled exception from its outermost layer, outside the middleware
+    # that adds the headers to every other answer: the handler must add them itself.
+    app = create_app(run_dir)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (RuntimeError)", "problems": []}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert "traceback" not in response.text.lower() and "a bug" not in response.text

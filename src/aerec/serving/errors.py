@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from aerec.serving.headers import security_headers
+
 
 class JSONAnswer(JSONResponse):
     """A JSON answer whose bytes are always valid UTF-8.
@@ -52,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not a bad request: say so without leaking a traceback to the client.
         return JSONAnswer({"error": f"internal error ({type(exc).__name__})", "problems": []},
-                            status_code=500)
+                          status_code=500, headers=security_headers(request.url.path))
 
 
 def _problem(error: dict[str, Any]) -> dict[str, str]:

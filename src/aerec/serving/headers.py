@@ -30,6 +30,20 @@ def policy_for(path: str) -> str:
     return API_POLICY
 
 
+def security_headers(path: str) -> dict[str, str]:
+    """The security headers of the answer to ``path``.
+
+    The middleware below adds them to every answer; the handler of unexpected errors adds them
+    itself, because Starlette sends that 500 from its outermost layer, outside every middleware.
+    """
+    return {
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+        "content-security-policy": policy_for(path),
+    }
+
+
 class SecurityHeaders:
     """ASGI middleware: add the security headers to every HTTP answer, errors included."""
 
@@ -40,12 +54,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"content-security-policy", policy_for(scope.get("path", "")).encode()),
-        ]
+        extra = [(name.encode(), value.encode())
+                 for name, value in security_headers(scope.get("path", "")).items()]
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
