@@ -28,7 +28,8 @@ JSON_VALUES = st.recursive(
                                                                  max_size=5),
     max_leaves=20,
 )
-FIELDS = ["format", "format_version", "model", "params", "n_items", "item_ids", "versions"]
+FIELDS = ["format", "format_version", "model", "params", "n_items", "item_ids", "item_titles",
+          "versions"]
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -116,3 +117,32 @@ def test_first_non_finite_names_the_tensor():
     state["b"][1]["c"] = torch.ones(2)
     assert first_non_finite(state) is None
     assert first_non_finite({"w": torch.tensor([-float("inf")])}) == "w"
+
+
+def test_titles_travel_with_the_model(saved, good_meta, folder):
+    # Saved: every item's title, so a loaded model names its recommendations without the data.
+    split = strong_generalization(tiny_interactions(), 30, seed=1)
+    titles = split.train.item_titles
+    assert good_meta["item_titles"] == {i: titles[i] for i in good_meta["item_ids"]}
+    loaded = load_model(saved, device="cpu")
+    frame = loaded.recommend_items([good_meta["item_ids"][0]], n=3)
+    assert frame["title"].tolist() == [titles[i] for i in frame["item"]]
+    # A model file without titles (written before they were kept) loads, and has none.
+    (folder / "model.json").write_text(json.dumps(
+        {k: v for k, v in good_meta.items() if k != "item_titles"}))
+    untitled = load_model(folder, device="cpu")
+    assert not getattr(untitled, "item_titles_", None)
+    assert untitled.recommend_items([good_meta["item_ids"][0]], n=3).columns.tolist() == [
+        "item", "score"]
+
+
+@pytest.mark.parametrize("titles, message", [
+    (["Alpha"], "must be an object"),
+    ({"x": 3}, "must map item ids to strings"),
+    ({"no such item": "Alpha"}, "'no such item', which item_ids does not list"),
+])
+def test_bad_titles_are_named(folder, good_meta, titles, message):
+    (folder / "model.json").write_text(json.dumps({**good_meta, "item_titles": titles}))
+    with pytest.raises(DataError, match="item_titles") as error:
+        load_model(folder, device="cpu")
+    assert message in str(error.value)

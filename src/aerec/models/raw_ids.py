@@ -15,8 +15,8 @@ Unknown ids are never fatal on their own: they are dropped, listed in the result
 with an :class:`UnknownIdsWarning`. Only when nothing usable is left (every history item or
 every requested user unknown, an ``allow`` list with no known item) is it a :class:`DataError`.
 
-The model reads these attributes (``fit`` sets them; :meth:`RawIdMixin.set_known_users` sets them
-on a loaded model):
+The model reads these attributes (``fit`` sets them; a loaded model has its ids and titles from
+its file, and :meth:`RawIdMixin.set_known_users` gives it back its users):
 
 ``item_ids_``
     Raw id of each item column.

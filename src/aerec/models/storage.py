@@ -1,4 +1,4 @@
-"""Model files: ``model.json`` (class, hyperparameters, item ids, versions) and
+"""Model files: ``model.json`` (class, hyperparameters, item ids and titles, versions) and
 ``model.safetensors`` (the learned tensors). No pickle: a model file can be loaded from an untrusted
 source without running its code, and loading checks what it reads (see :func:`load_model`)."""
 
@@ -35,11 +35,23 @@ def save_model(model: Any, path: str | Path) -> None:
         "params": model.get_params(),
         "n_items": int(model.n_items_),
         "item_ids": [str(i) for i in model.item_ids_],
+        **_titles_field(model),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
         },
     })
+
+
+def _titles_field(model: Any) -> dict[str, Any]:
+    """``{"item_titles": {id: title}}`` for the model's items that have a title, else nothing.
+
+    Titles travel with the model so that a loaded model's recommendations name their items
+    without the data it was trained on (a few MB at most: one short string per item).
+    """
+    titles = getattr(model, "item_titles_", None) or {}
+    kept = {str(i): str(titles[i]) for i in model.item_ids_.tolist() if i in titles}
+    return {"item_titles": kept} if kept else {}
 
 
 def load_model(path: str | Path, device: str = "auto") -> Any:
@@ -63,6 +75,8 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
         raise DataError(first_line(exc), path=json_path) from None
     model.item_ids_ = np.asarray(meta["item_ids"], dtype=str)
     model.n_items_ = meta["n_items"]
+    if meta.get("item_titles"):
+        model.item_titles_ = dict(meta["item_titles"])
     weights = path / "model.safetensors"
     state, saved = load_state(weights)
     if saved.get("model", model.name) != model.name:
@@ -117,6 +131,14 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
     if len(set(ids)) != len(ids):
         twice = next(i for i, n in Counter(ids).items() if n > 1)
         raise bad("item_ids", f"lists item {twice!r:.40} more than once")
+    titles = meta.get("item_titles", {})  # optional: models written before titles were kept
+    if not isinstance(titles, dict):
+        raise bad("item_titles", f"must be an object of item id -> title, found {json_type(titles)}")
+    if not all(isinstance(t, str) for t in titles.values()):
+        raise bad("item_titles", "must map item ids to strings")
+    unknown = set(titles).difference(ids)
+    if unknown:
+        raise bad("item_titles", f"names item {min(unknown)!r:.40}, which item_ids does not list")
     return meta
 
 
