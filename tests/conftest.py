@@ -20,6 +20,16 @@ def shared_data_dir() -> Path:
     return Path(value)
 
 
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory) -> Path:
+    """A folder holding a small fake ML-100K (``ml-100k/u.data``, ``u.item``), made once per module."""
+    from tiny_runs import write_fake_ml100k
+
+    directory = tmp_path_factory.mktemp("data")
+    write_fake_ml100k(directory)
+    return directory
+
+
 @pytest.fixture
 def http_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A local HTTP server over a fresh folder; yields ``(base_url, folder, requested_paths)``.

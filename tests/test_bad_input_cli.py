@@ -30,7 +30,7 @@ from aerec.data.splits import strong_generalization
 from aerec.persistence import write_json
 from aerec.runs import save_split, train_run
 
-from tiny_runs import tiny_interactions, write_fake_ml100k
+from tiny_runs import tiny_interactions
 
 RUN_FORMAT = "aerec-run"
 LONG_NAME = "n" * 256  # one byte over the limit of every common file system
@@ -55,13 +55,6 @@ def good_run(tmp_path_factory) -> Path:
 def run(good_run, tmp_path) -> Path:
     """A fresh copy of the good run, for one case to damage."""
     return Path(shutil.copytree(good_run, tmp_path / "run"))
-
-
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("data")
-    write_fake_ml100k(directory)
-    return directory
 
 
 def cli(capsys, *argv) -> tuple[int, str]:

@@ -121,6 +121,9 @@ def test_histories_as_ids_dicts_and_pairs_with_defaults_by_model_kind(ease):
         item_ids_ = np.array(["10", "20", "30"])
         n_items_ = 3
 
+        def _item_index(self) -> dict[str, int]:
+            return {"10": 0, "20": 1, "30": 2}
+
     row, unknown = _history_row(Rating(), ["30", ("10", 2.5), "99"])
     assert row.toarray().tolist() == [[2.5, 0.0, 5.0]] and unknown == ["99"]
     assert _history_row(Rating(), {"20": 1, "30": 4})[0].toarray().tolist() == [[0.0, 1.0, 4.0]]

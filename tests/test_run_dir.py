@@ -19,17 +19,9 @@ from safetensors.torch import load_file
 
 from aerec.cli import main
 from aerec.run_dir import RunDir
-from tiny_runs import write_fake_ml100k
 
 FAST = ["--model", "mult-dae", "--set", "epochs=6", "--set", "batch_size=64", "--set", "latent=8",
         "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("data")
-    write_fake_ml100k(data_dir)
-    return data_dir
 
 
 def _train(data_dir: Path, *args: str) -> int:

@@ -23,7 +23,7 @@ from aerec.models import EASE, EDLAE, MultDAE, MultVAE
 from aerec.persistence import read_json
 from aerec.tuning import make_objective, run_study, tune
 
-from tiny_runs import tiny_interactions, write_fake_ml100k
+from tiny_runs import tiny_interactions
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
@@ -103,13 +103,6 @@ def test_a_pruned_trial_stops_at_the_epoch_it_was_pruned(split):
 def test_objective_refuses_an_unknown_pinned_name(split):
     with pytest.raises(ConfigError, match="unknown hyperparameter"):
         make_objective(MultVAE, split.train, split.validation, {"epoch": 3})
-
-
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("data")
-    write_fake_ml100k(directory)
-    return directory
 
 
 def _spec(data_dir: Path) -> dict:

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from aerec.data.interactions import Interactions
 from aerec.data.splits import Split
 from aerec.errors import ConfigError, DataError
+from aerec.histories import history_parts
 from aerec.models.raw_ids import ItemFilter, check_n
 
 __all__ = ["FORMATS", "COLUMNS", "export_recommendations", "split_users", "read_id_list"]
@@ -156,10 +157,9 @@ def split_users(split: Split, which: str = "all") -> Interactions:
     user_ids = np.asarray(list(dict.fromkeys(u for part in chosen for u in part.user_ids.tolist())),
                           dtype=str)
     index = {u: k for k, u in enumerate(user_ids.tolist())}
-    # The parts in known_user_history's order: where two hold the same (user, item), the first wins.
-    parts = (split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets)
     rows, cols, values, ranks = [], [], [], []
-    for rank, part in enumerate(parts):
+    # The parts in known_user_history's order: where two hold the same (user, item), the first wins.
+    for rank, part in enumerate(history_parts(split)):
         target = np.array([index.get(u, -1) for u in part.user_ids.tolist()], dtype=np.int64)
         coo = part.matrix.tocoo()
         row = target[coo.row]

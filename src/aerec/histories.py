@@ -14,16 +14,19 @@ recommended and no answer ever holds ``NaN`` or ``Infinity``.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.splits import Split
 from aerec.errors import DataError
-from aerec.models import Recommender
 
-__all__ = ["default_value", "finite_top", "history_from_items", "known_user_history"]
+if TYPE_CHECKING:  # models import this module (raw_ids builds its rows here)
+    from aerec.models import Recommender
+
+__all__ = ["default_value", "finite_top", "history_from_items", "history_parts", "known_user_history",
+           "one_row"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -84,7 +87,7 @@ def history_from_items(
             unknown[raw] = None
         else:  # an id the model does not know, ':' and all
             unknown[entry] = None
-    return _one_row(values, model.n_items_), list(unknown)
+    return one_row(values, model.n_items_), list(unknown)
 
 
 def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
@@ -101,10 +104,9 @@ def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
         If no part of the split holds ``user_id``.
     """
     user_id = str(user_id)
-    parts = (split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets)
     values: dict[int, float] = {}
     found = False
-    for part in parts:
+    for part in history_parts(split):
         row = part.user_index.get(user_id)
         if row is None:
             continue
@@ -115,7 +117,13 @@ def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
             values.setdefault(col, value)  # the parts agree where they overlap
     if not found:
         raise DataError(f"user {user_id!r} is not in this run's data; pass --items to fold in a history")
-    return _one_row(values, split.train.n_items)
+    return one_row(values, split.train.n_items)
+
+
+def history_parts(split: Split) -> tuple:
+    """The parts of ``split`` a known user's history is made of, in order of precedence: where
+    two hold the same (user, item), the value of the first counts."""
+    return split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets
 
 
 def finite_top(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +133,7 @@ def finite_top(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ids[keep], scores[keep]
 
 
-def _one_row(values: dict[int, float], n_items: int) -> sp.csr_matrix:
+def one_row(values: dict[int, float], n_items: int) -> sp.csr_matrix:
     """A ``(1, n_items)`` float32 CSR row holding ``values`` (column -> value)."""
     cols = np.array(sorted(values), np.int32)
     data = np.array([values[c] for c in cols.tolist()], np.float32)

@@ -151,8 +151,6 @@ class RunDir:
         from aerec.paths import check_writable_run_dir
 
         check_writable_run_dir(self.path, subdirs=())
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"{self.path}: exists and is not a folder; choose another --out")
         if self.exists():
             raise ConfigError(f"{self.path} already holds a run; use --resume {self.path} to "
                               "continue it or choose another --out")

@@ -254,7 +254,7 @@ def _refit(spec: dict[str, Any], split: Split, layout: RunDir, selection: dict[s
     params = dict(spec.get("params", {}))
     if "epochs" in params:
         params["epochs"] = int(selection["best_epoch"] or selection["epochs_trained"] or 0)
-    model = get_model_class(spec["model"])(**params)
+    model = model_of({**spec, "params": params})
     Trainer(checkpoint=layout.refit_checkpoint,
             resume=resume and layout.refit_checkpoint.is_file(),
             progress=progress).fit(model, split.test.fold_in, None)

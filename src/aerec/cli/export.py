@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from aerec.errors import ConfigError
@@ -43,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_writable(out: Path) -> None:
     """ConfigError before any work when ``out`` cannot be written."""
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; name a file such as {out / 'model.onnx'}")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"--out {out}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--out {out}: the folder {folder} is not writable")
+    from aerec.paths import check_writable_file
+
+    check_writable_file(out, option="--out")
+    # Export makes no folders: a missing one is more likely a typo than a wish.
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")

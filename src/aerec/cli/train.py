@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aerec.cli.common import MODEL_NAMES, print_metrics
 from aerec.errors import ConfigError
@@ -103,6 +104,7 @@ def spec_from_args(args: argparse.Namespace) -> dict:
     checked; the hyperparameters are checked by :func:`aerec.runs.typed_spec`."""
     from aerec.config import parse_assignments
     from aerec.data.datasets import DATASETS, PAPER_PROTOCOLS
+    from aerec.data.explicit_splits import CANONICAL_FOLDS
     from aerec.data.readers import resolve_data_argument
     from aerec.models import get_model_class
 
@@ -142,7 +144,7 @@ def spec_from_args(args: argparse.Namespace) -> dict:
         if args.cutoff is None:
             raise ConfigError("--split time needs --cutoff DATE (for example 2005-12-01)")
         split["cutoff"] = args.cutoff
-    if kind in ("u1", "u2", "u3", "u4", "u5", "ua", "ub") and args.data != "ml-100k":
+    if kind in CANONICAL_FOLDS and args.data != "ml-100k":
         raise ConfigError(f"--split {kind} is a fold of MovieLens 100K: use --data ml-100k")
     # The paper's preprocessing for its data sets; the reference notebook's elsewhere. Rating
     # models keep every rating unless asked: a count filter would drop test users silently.
@@ -245,27 +247,35 @@ def run_command(args: argparse.Namespace) -> int:
     return _train_and_report(args, run_dir, resume)
 
 
+def _open_for_resume(path: str) -> tuple[Any, dict[str, Any], bool, bool]:
+    """``(layout, spec, complete, resumable)`` of the run at ``path``, checked for ``--resume``."""
+    from aerec.run_dir import RunDir
+
+    layout = RunDir(path)
+    spec = layout.read_spec()
+    if layout.is_complete():
+        return layout, spec, True, False
+    for checkpoint in (layout.checkpoint, layout.refit_checkpoint):
+        if (checkpoint.exists() or checkpoint.is_symlink()) and not checkpoint.is_file():
+            raise ConfigError(f"{checkpoint}: not a regular file; remove it to train from "
+                              "the start, or put the checkpoint back")
+    return layout, spec, False, layout.can_resume()
+
+
 def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
     """The run directory to train and whether to resume; None when the run is already complete.
 
     A new run is checked whole (arguments, hyperparameters, the place) before anything is written.
     """
-    from aerec.run_dir import RunDir
     from aerec.runs import new_run
 
     if args.resume:
-        layout = RunDir(args.resume)
-        layout.read_spec()
-        if layout.is_complete():
+        layout, _, complete, resume = _open_for_resume(args.resume)
+        if complete:
             print(f"{layout.path}: the run is complete (metrics.json); nothing to do. "
                   f"See it with: aerec evaluate {layout.path}")
             return None
-        for checkpoint in (layout.checkpoint, layout.refit_checkpoint):
-            if (checkpoint.exists() or checkpoint.is_symlink()) and not checkpoint.is_file():
-                raise ConfigError(f"{checkpoint}: not a regular file; remove it to train from "
-                                  "the start, or put the checkpoint back")
-        layout.remove_temp_files()
-        return layout.path, layout.can_resume()
+        return layout.path, resume
     if not args.out:
         raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
     spec = spec_from_args(args)
@@ -331,9 +341,8 @@ def _run_distributed(args: argparse.Namespace) -> int:
     resume = complete = False
     if main:
         if args.resume:
-            layout = RunDir(args.resume)
-            spec, run_dir = layout.read_spec(), layout.path
-            complete, resume = layout.is_complete(), layout.can_resume()
+            layout, spec, complete, resume = _open_for_resume(args.resume)
+            run_dir = layout.path
         else:
             if not args.out:
                 raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
@@ -357,7 +366,6 @@ def _run_distributed(args: argparse.Namespace) -> int:
         dist.local_device(str(spec.get("params", {}).get("device", "auto")))
         if main:
             if resume:
-                RunDir(run_dir).remove_temp_files()
                 dist.broadcast_file(RunDir(run_dir).checkpoint, run_dir)
             status = _train_and_report(args, Path(run_dir), resume, dist.world_size())
             finished = True

@@ -10,7 +10,8 @@ import numpy as np
 
 from aerec.errors import ConfigError, DataError
 
-__all__ = ["DUPLICATE_POLICIES", "combine_duplicates", "encode_ids", "integral_as_int"]
+__all__ = ["DUPLICATE_POLICIES", "combine_duplicates", "encode_ids", "integral_as_int",
+           "latest_of_repeats", "repeated_keys"]
 
 
 def integral_as_int(ids: np.ndarray) -> np.ndarray:
@@ -98,24 +99,12 @@ def combine_duplicates(
                           f"got {policy!r}")
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     key = rows * max(len(item_ids), 1) + cols
-    # One sort of the keys finds the repeats; only they are sorted again by time, which costs
-    # little as they are few (a full sort by key and time takes 20x longer on 5M interactions).
-    order = np.argsort(key, kind="stable")
-    equal_next = key[order[1:]] == key[order[:-1]]
+    order, repeated = repeated_keys(key)
     values = np.asarray(values)
-    if not equal_next.any():
+    if not repeated.any():
         return rows[order], cols[order], values[order], _take(timestamps, order)
-    repeated = np.zeros(len(key), bool)
-    repeated[order[1:][equal_next]] = True
-    repeated[order[:-1][equal_next]] = True
     where = np.flatnonzero(repeated)
-    when = np.zeros(len(key), np.int64) if timestamps is None else np.asarray(timestamps)
-    # By pair, then time; lexsort is stable, so equal times keep their order and the last of a
-    # group is its latest interaction, or its last one.
-    group_order = where[np.lexsort((when[where], key[where]))]
-    sorted_key = key[group_order]
-    starts = np.flatnonzero(np.append(True, sorted_key[1:] != sorted_key[:-1]))
-    last = group_order[np.append(starts[1:], len(group_order)) - 1]
+    group_order, starts, last = latest_of_repeats(key, where, timestamps)
     if policy == "error":
         pair = (str(user_ids[rows[last[0]]]), str(item_ids[cols[last[0]]]))
         raise DataError(f"the (user, item) pair {pair} occurs more than once "
@@ -131,6 +120,39 @@ def combine_duplicates(
     kept[last] = True
     keep = order[kept[order]]  # the survivors, in key order
     return rows[keep], cols[keep], values[keep], _take(timestamps, keep)
+
+
+def repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, repeated)``: a stable sort of ``key`` and the mask of the entries whose key occurs
+    more than once."""
+    # A stable sort is several times faster than hashing here: rating files come grouped by
+    # user, and numpy's stable sort (timsort) profits from the runs.
+    order = np.argsort(key, kind="stable")
+    equal_next = key[order[1:]] == key[order[:-1]]
+    repeated = np.zeros(len(key), bool)
+    repeated[order[1:][equal_next]] = True
+    repeated[order[:-1][equal_next]] = True
+    return order, repeated
+
+
+def latest_of_repeats(
+    key: np.ndarray, where: np.ndarray, timestamps: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The repeated entries at the ascending positions ``where``, grouped by key.
+
+    Returns ``(group_order, starts, last)``: ``where`` sorted by key then time, the start of each
+    key's group in it, and the position of each group's latest entry (on equal or no timestamps,
+    the last one: a later line of a file is taken to correct an earlier one).
+    """
+    # Only the repeats are sorted by time, which costs little as they are few (a full sort by
+    # key and time takes 20x longer on 5M interactions). lexsort is stable, so equal times keep
+    # the order of their positions.
+    when = np.zeros(len(where), np.int64) if timestamps is None else np.asarray(timestamps)[where]
+    group_order = where[np.lexsort((when, key[where]))]
+    sorted_key = key[group_order]
+    starts = np.flatnonzero(np.append(True, sorted_key[1:] != sorted_key[:-1]))
+    last = group_order[np.append(starts[1:], len(group_order)) - 1]
+    return group_order, starts, last
 
 
 def _take(array: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from aerec.data.encoding import latest_of_repeats, repeated_keys
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError, EmptyDataError
 
@@ -49,17 +50,11 @@ def drop_duplicates(
         Ascending positions of the interactions to keep (all of them when nothing repeats).
     """
     key = _pair_keys(np.asarray(users), np.asarray(items))
-    repeated = _repeated(key)
+    _, repeated = repeated_keys(key)
     if not repeated.any():
         return np.arange(len(key), dtype=np.int64)
-    where = np.flatnonzero(repeated)
-    when = np.zeros(len(where), np.int64) if timestamps is None else np.asarray(timestamps)[where]
-    # Sort the repeated rows by pair, then time, then position: the last row of each pair wins.
-    order = np.lexsort((where, when, key[where]))
-    sorted_keys = key[where][order]
-    last_of_pair = np.append(sorted_keys[1:] != sorted_keys[:-1], True)
-    winners = where[order][last_of_pair]
-    keep = np.sort(np.concatenate([np.flatnonzero(~repeated), winners]))
+    _, _, latest = latest_of_repeats(key, np.flatnonzero(repeated), timestamps)
+    keep = np.sort(np.concatenate([np.flatnonzero(~repeated), latest]))
     _warn_dropped(len(key) - len(keep), source, timestamps is not None)
     return keep
 
@@ -72,19 +67,6 @@ def _pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     items = _as_codes(items)
     n_items = int(items.max()) + 1 if len(items) else 1
     return users * n_items + items
-
-
-def _repeated(key: np.ndarray) -> np.ndarray:
-    """Mask of the entries whose key occurs more than once."""
-    # A stable sort is several times faster than hashing here: rating files come grouped by
-    # user, and numpy's stable sort (timsort) profits from the runs.
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    equal_next = sorted_key[1:] == sorted_key[:-1]
-    repeated = np.zeros(len(key), bool)
-    repeated[order[1:][equal_next]] = True
-    repeated[order[:-1][equal_next]] = True
-    return repeated
 
 
 def _as_codes(ids: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from aerec.data import explicit_splits
 from aerec.data.interactions import Interactions
-from aerec.data.preprocess import binarize, preprocess_for_model
+from aerec.data.preprocess import preprocess_for_model
 from aerec.data.splits import Split, given_split, strong_generalization
 from aerec.errors import ConfigError
 
@@ -43,8 +43,8 @@ def given_kind(data: Interactions, test: Interactions | None, spec: dict[str, An
         raise ConfigError("a given split needs a test file")
     options = spec.get("preprocess", {})
     data = preprocess_for_model(data, options, implicit)
-    if implicit and test.explicit and options.get("threshold") is not None:
-        test = binarize(test, threshold=float(options["threshold"]))
+    # The test rows are binarised as the training rows are, but never filtered by counts.
+    test = preprocess_for_model(test, {"threshold": options.get("threshold")}, implicit)
     split = spec["split"]
     return given_split(data, test, validation_fraction=split.get("validation_fraction", 0.1),
                        seed=split["seed"])

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.config import config_to_dict, make_config
-from aerec.data.interactions import Interactions
+from aerec.data.interactions import Interactions, as_interactions
 from aerec.errors import DataError, NotFittedError
 from aerec.models.raw_ids import RawIdMixin
 from aerec.models.similarity import SimilarItemsMixin
@@ -60,8 +60,6 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
 
     def _fit_with(self, trainer: Any, train: Any, validation: Any) -> Recommender:
         """``fit`` with a given :class:`~aerec.training.Trainer` (what ``Trainer.fit`` calls)."""
-        from aerec.data.interactions import as_interactions
-
         data = as_interactions(train)
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.errors import ConfigError, DataError, NotFittedError
+from aerec.histories import default_value, one_row
 
 __all__ = ["RawIdMixin", "ItemFilter", "UnknownIdsWarning", "item_filter", "check_n", "shown_ids"]
 
@@ -363,13 +364,13 @@ def _history_entries(history: Any) -> list[tuple[str, float | None]]:
 def _history_row(model: Any, history: Any) -> tuple[sp.csr_matrix, list[str]]:
     """A one-row CSR history on the model's columns, and the raw ids the model does not know.
 
-    A private stand-in for the shared ``aerec.histories.history_from_items`` (which parses
-    ``ID:RATING`` strings); this one also takes dicts and (id, rating) pairs.
+    Python's counterpart of :func:`aerec.histories.history_from_items` (which parses ``ID:RATING``
+    strings): this one takes dicts and (id, rating) pairs; both fill a row the same way.
     """
     if history is None:
         raise DataError("the history is empty: give at least one item id")
-    default = 1.0 if model.implicit else float(getattr(model, "rating_range_", (1.0, 5.0))[1])
-    index = model._item_index() if hasattr(model, "_item_index") else _index_of(model.item_ids_)
+    default = default_value(model)
+    index = model._item_index()
     values: dict[int, float] = {}
     unknown: list[str] = []
     for raw, rating in _history_entries(history):
@@ -387,12 +388,7 @@ def _history_row(model: Any, history: Any) -> tuple[sp.csr_matrix, list[str]]:
             unknown.append(raw)
         else:
             values[col] = value  # a repeated item: the last rating counts
-    cols = np.array(sorted(values), np.int32)
-    row = sp.csr_matrix(
-        (np.array([values[c] for c in cols], np.float32), cols, np.array([0, len(cols)])),
-        shape=(1, model.n_items_),
-    )
-    return row, unknown
+    return one_row(values, model.n_items_), unknown
 
 
 def shown_ids(ids: list[str]) -> str:

@@ -107,7 +107,7 @@ class SimilarItemsMixin:
         ids = list(dict.fromkeys(str(i).strip() for i in item_ids))
         if not ids:
             raise DataError("item_ids is empty: name at least one item")
-        index = {str(raw): k for k, raw in enumerate(self.item_ids_)}
+        index = self._item_index()  # RawIdMixin's, cached: not rebuilt per request
         unknown = [i for i in ids if i not in index]
         if unknown:
             raise DataError(f"unknown item ids: {shown_ids(unknown)} (the model knows "

@@ -28,30 +28,23 @@ def save_model(model: Any, path: str | Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     # Tensors first: the JSON, written last, marks a complete model.
     save_state(path / "model.safetensors", model._get_state(), metadata={"model": model.name})
+    ids = [str(i) for i in model.item_ids_]
+    # Titles travel with the model, so that a loaded model names its items without its data.
+    titles = getattr(model, "item_titles_", None) or {}
+    kept = {i: str(titles[i]) for i in ids if i in titles}
     write_json(path / "model.json", {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.name,
         "params": model.get_params(),
         "n_items": int(model.n_items_),
-        "item_ids": [str(i) for i in model.item_ids_],
-        **_titles_field(model),
+        "item_ids": ids,
+        **({"item_titles": kept} if kept else {}),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
         },
     })
-
-
-def _titles_field(model: Any) -> dict[str, Any]:
-    """``{"item_titles": {id: title}}`` for the model's items that have a title, else nothing.
-
-    Titles travel with the model so that a loaded model's recommendations name their items
-    without the data it was trained on (a few MB at most: one short string per item).
-    """
-    titles = getattr(model, "item_titles_", None) or {}
-    kept = {str(i): str(titles[i]) for i in model.item_ids_.tolist() if i in titles}
-    return {"item_titles": kept} if kept else {}
 
 
 def load_model(path: str | Path, device: str = "auto") -> Any:
@@ -145,7 +138,10 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
 def first_non_finite(state: Any, name: str = "") -> str | None:
     """The name of the first floating-point tensor in ``state`` holding NaN or an infinity."""
     if isinstance(state, torch.Tensor):
-        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        # In pieces: a whole-tensor isfinite() would hold a bool copy of EASE's B (1.7 GB at
+        # 41k items) beside it while loading.
+        finite = not state.is_floating_point() or all(
+            bool(torch.isfinite(part).all()) for part in state.reshape(-1).split(1 << 22))
         return None if finite else name or "tensor"
     items = state.items() if isinstance(state, dict) else enumerate(state) \
         if isinstance(state, list) else ()

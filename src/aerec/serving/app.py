@@ -336,6 +336,8 @@ def _add_routes(app: FastAPI, info: dict[str, Any], model: Recommender, catalog:
     ) -> JSONResponse:
         return JSONAnswer({"items": catalog.search(q, limit)})
 
+    definition = similarity_definition(model)  # one sentence per model: said in every answer
+
     @app.get("/items/{item_id}/similar", response_model=SimilarResponse, responses=_ERRORS,
              summary="the items most similar to one item")
     def similar(  # a plain function: FastAPI runs it on a worker thread, off the event loop
@@ -353,7 +355,7 @@ def _add_routes(app: FastAPI, info: dict[str, Any], model: Recommender, catalog:
         similar = [{"item": i, "score": float(s), "title": catalog.titles[catalog.index[i]]}
                    for i, s in zip(frame["similar_item"].tolist(), frame["score"].tolist())]
         return JSONAnswer({"item": item_id, "title": catalog.titles[column],
-                           "definition": similarity_definition(model), "similar": similar})
+                           "definition": definition, "similar": similar})
 
 
 # -- business filters -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aerec.errors import ConfigError, DataError
-from aerec.persistence import load_state, save_state
+from aerec.persistence import first_line, load_state, save_state
 from aerec.training.state import TrainState
 
 
@@ -51,5 +51,4 @@ def restore_checkpoint(state: TrainState, path: Path, model_name: str) -> None:
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         # A checkpoint that parses but does not fit this model (another size, a field of the
         # wrong type, a generator state of the wrong length).
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a checkpoint of this run ({first})") from None
+        raise DataError(f"{path}: not a checkpoint of this run ({first_line(exc)})") from None
