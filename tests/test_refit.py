@@ -82,7 +82,7 @@ def test_the_refit_equals_a_direct_fit_on_the_whole_training_rows(refit_run):
 
 def test_refit_false_keeps_the_model_selected_on_validation(tmp_path, given_files, refit_run):
     out = tmp_path / "plain"
-    assert _train(given_files, out, "--set", "refit=false") == 0
+    assert _train(given_files, out, "--refit", "false") == 0
     spec = json.loads((out / "run.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert spec["training"]["refit"] is False and "refit_epochs" not in metrics

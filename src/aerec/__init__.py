@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
         "aerec.models",
     ),
     "Interactions": "aerec.data.interactions",
+    "RunSpec": "aerec.run_spec",
+    "run": "aerec.runs",
     "load_dataset": "aerec.data.datasets",
     "strong_generalization": "aerec.data.splits",
     "given_split": "aerec.data.splits",
@@ -52,6 +54,8 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from aerec.data.preprocess import binarize, filter_min_counts
     from aerec.data.splits import given_split, strong_generalization
     from aerec.evaluation import evaluate_ranking
+    from aerec.run_spec import RunSpec
+    from aerec.runs import run
     from aerec.models import (
         EASE,
         EDLAE,

@@ -40,20 +40,28 @@ class BetaSearch:
         One per epoch: ``epoch``, ``beta``, ``val_ndcg@100``.
     best_beta, best_epoch, best_ndcg :
         The record with the highest validation NDCG@100 (the first such).
-    anneal_epochs : float
-        The anneal length (epochs for beta to go from 0 to 1) of the search and of the retraining.
+    anneal_epochs : float or None
+        The anneal length (epochs for beta to go from 0 to 1) of the search and of the retraining;
+        None when the parameters gave an explicit ``total_anneal_steps``, which both keep.
     """
 
     records: list[dict[str, float]]
     best_beta: float
     best_epoch: int
     best_ndcg: float
-    anneal_epochs: float
+    anneal_epochs: float | None
 
     def to_json(self) -> dict[str, Any]:
         return {"best_beta": self.best_beta, "best_epoch": self.best_epoch,
                 "best_val_ndcg@100": self.best_ndcg, "anneal_epochs": self.anneal_epochs,
                 "records": self.records}
+
+    def retraining_params(self) -> dict[str, Any]:
+        """The hyperparameters the second training takes from the search: beta capped at the
+        chosen value, over the search's anneal length."""
+        if self.anneal_epochs is None:
+            return {"anneal_cap": self.best_beta}
+        return {"anneal_cap": self.best_beta, "anneal_epochs": self.anneal_epochs}
 
 
 def search_beta(
@@ -73,15 +81,22 @@ def search_beta(
     validation : HeldOut
         Validation users (required: the search is over their NDCG@100).
     params : dict, optional
-        Mult-VAE hyperparameters; ``anneal_cap`` is replaced by 1 and ``anneal_epochs`` defaults
-        to ``epochs``.
+        Mult-VAE hyperparameters; ``anneal_cap`` is replaced by 1. The anneal length is the
+        parameters' own when they give one (``anneal_epochs``, or an explicit
+        ``total_anneal_steps``), else ``epochs`` (beta reaches 1 at the end).
     """
     if validation is None:
         raise ConfigError("the beta search needs validation users")
     params = dict(params or {})
     config = MultVAE(**params).config
-    anneal_epochs = float(config.anneal_epochs if config.anneal_epochs is not None else config.epochs)
-    model = MultVAE(**{**params, "anneal_cap": 1.0, "anneal_epochs": anneal_epochs})
+    explicit_steps = config.anneal_epochs is None and config.total_anneal_steps != "auto"
+    if explicit_steps:  # the user's anneal length, as asked for
+        anneal_epochs = None
+        model = MultVAE(**{**params, "anneal_cap": 1.0})
+    else:
+        anneal_epochs = float(config.anneal_epochs if config.anneal_epochs is not None
+                              else config.epochs)
+        model = MultVAE(**{**params, "anneal_cap": 1.0, "anneal_epochs": anneal_epochs})
     Trainer(callbacks=tuple(callbacks), progress=progress).fit(model, train, validation)
     records = [{"epoch": int(h["epoch"]), "beta": float(h["beta"]), METRIC: float(h[_HISTORY_KEY])}
                for h in model.history_]
@@ -155,8 +170,7 @@ def beta_search_run(
                          callbacks=callbacks, progress=progress)
     write_json(layout.beta_search, search.to_json())
     plot_beta_search(search, layout.beta_search_plot)
-    spec["params"] = {**spec.get("params", {}), "anneal_cap": search.best_beta,
-                      "anneal_epochs": search.anneal_epochs}
+    spec["params"] = {**spec.get("params", {}), **search.retraining_params()}
     spec["beta_search"] = {k: v for k, v in search.to_json().items() if k != "records"}
     layout.write_spec(spec)
     return search

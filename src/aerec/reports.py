@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aerec.persistence import read_json
+from aerec.run_spec import RunSpec
 from aerec.runs import read_run
 
 #: Shown by default, when some run has them: ranking metrics (implicit models) ...
@@ -48,18 +49,15 @@ def summarize_run(run_dir: str | Path, label: str | None = None) -> RunSummary:
     spec = read_run(run_dir)
     metrics_file = run_dir / "metrics.json"
     metrics = read_json(metrics_file, expect=dict) if metrics_file.exists() else {}
-    return RunSummary(run_dir, label or run_dir.name, spec.get("model", "?"), dataset_name(spec),
-                      metrics, spec.get("params", {}))
+    return RunSummary(run_dir, label or run_dir.name, spec.model, dataset_name(spec),
+                      metrics, dict(spec.params))
 
 
-def dataset_name(spec: dict[str, Any]) -> str:
+def dataset_name(spec: RunSpec) -> str:
     """A short name of a run's data: the dataset, else the training file's name."""
-    data = spec.get("data", {})
-    if data.get("dataset"):
-        return str(data["dataset"])
-    if data.get("train"):
-        return Path(str(data["train"])).name
-    return "unknown"
+    if spec.data.dataset is not None:
+        return spec.data.dataset
+    return Path(spec.data.train).name
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunSummary]:

@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from aerec.errors import ConfigError
 from aerec.persistence import read_json, write_json
@@ -52,6 +53,8 @@ class RunDir:
     BETA_SEARCH = "beta_search.json"
     BETA_SEARCH_PLOT = "beta_search.png"
     TENSORBOARD = "tensorboard"
+    #: Held (flock) by the process that trains the run.
+    LOCK = ".lock"
     #: Entries that must be folders (everything else in the layout is a file).
     _FOLDERS = (SPLIT, MODEL, TENSORBOARD)
 
@@ -138,32 +141,89 @@ class RunDir:
                                                              if k != "format"}})
 
     # -- checks and cleaning ----------------------------------------------------------------------
-    def check_new(self) -> None:
-        """Refuse, before any work, a place where a new run cannot be written.
+    def check_new(self, *, overwrite: bool = False) -> None:
+        """Refuse, before any work, a place where a new run cannot be written. An empty folder,
+        a half-made run (this layout's entries only, no ``run.json``) and, with ``overwrite``, a
+        whole run are accepted (:meth:`clear` empties them).
+
+        A folder that holds anything else (the user's own files, or a symlink) is never written
+        into, so that no file of the user's is replaced.
 
         Raises
         ------
         ConfigError
-            When the path is a file, already holds a run, or holds an entry of the layout of the
-            wrong kind (a *file* named ``model``, a folder named ``metrics.json``), or cannot be
-            written (a name too long, a read-only file system, no permission).
+            When the path is a file, already holds a run (without ``overwrite``), holds entries
+            that are not a run's, or cannot be written (a name too long, a read-only file system,
+            no permission).
         """
         from aerec.paths import check_writable_run_dir
 
         check_writable_run_dir(self.path, subdirs=())
-        if self.exists():
+        if self.path.is_symlink():
+            raise ConfigError(f"--out {self.path}: is a symbolic link; name a new folder for the "
+                              "run")
+        if self.exists() and not overwrite:
             raise ConfigError(f"{self.path} already holds a run; use --resume {self.path} to "
-                              "continue it or choose another --out")
+                              "continue it, --overwrite to replace it, or choose another --out")
         if not self.path.exists():
             return
-        for name in (self.SPLIT, self.CHECKPOINT, self.SELECTION, self.REFIT_CHECKPOINT,
-                     self.MODEL, self.HISTORY, self.METRICS, self.TENSORBOARD):
-            entry = self.path / name
-            folder = name in self._FOLDERS
-            if entry.exists() and entry.is_dir() != folder:
-                kind = "file" if folder else "folder"
-                raise ConfigError(f"{entry}: a {kind} is in the way of the run's {name}; "
-                                  "remove it or choose another --out")
+        # Without run.json only what write_run puts there first (split/) marks a half-made run:
+        # a metrics.json or model/ alone may be anybody's.
+        allowed = None if self.exists() else {self.SPLIT, self.LOCK}
+        foreign = sorted(entry.name for entry in self.path.iterdir()
+                         if not self._is_layout_entry(entry, allowed))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+            raise ConfigError(f"--out {self.path}: the folder holds files that are not an aerec "
+                              f"run's ({shown}); nothing was written: choose a new or empty "
+                              "folder")
+        if self.exists():
+            self.read_spec()  # an aerec run, not a file of that name: only then is it replaced
+
+    def clear(self) -> None:
+        """Empty a folder that :meth:`check_new` accepted (a half-made run, or a run to
+        overwrite)."""
+        import shutil
+
+        if not self.path.is_dir():
+            return
+        for entry in self.path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _is_layout_entry(self, entry: Path, allowed: set[str] | None = None) -> bool:
+        """Whether ``entry`` (in the run's folder) is one this layout writes, of the right kind
+        (among the names ``allowed``, by default all)."""
+        names = allowed or {self.RUN, self.SPLIT, self.CHECKPOINT, self.SELECTION,
+                            self.REFIT_CHECKPOINT, self.MODEL, self.HISTORY, self.HISTORY_PLOT,
+                            self.METRICS, self.BETA_SEARCH, self.BETA_SEARCH_PLOT,
+                            self.TENSORBOARD, self.LOCK}
+        if entry.is_symlink():
+            return False
+        if entry.name in names:
+            return entry.is_dir() == (entry.name in self._FOLDERS)
+        return bool(_TEMP_FILE.match(entry.name)) and entry.is_file()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock (``.lock``) while training into it: a second process training the
+        same run is refused at once, in one line. The kernel releases the lock on every exit,
+        a crash or a kill included."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / self.LOCK, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"{self.path}: another aerec process is training this run "
+                                  "(it holds .lock); wait for it to finish") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def remove_temp_files(self) -> list[Path]:
         """Delete what interrupted atomic writes left (the run's folder, split/ and model/).

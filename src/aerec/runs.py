@@ -1,9 +1,9 @@
 """Run directories: prepare the data, train, evaluate, and recommend from what a run saved.
 
 A run directory holds everything needed to evaluate, resume or serve a run without the original
-data files; its layout is :class:`aerec.run_dir.RunDir`'s. A run's hyperparameters are validated
-and converted once, before anything is written (:func:`typed_spec`), and ``run.json`` stores them
-typed, so every later reader builds the same model.
+data files; its layout is :class:`aerec.run_dir.RunDir`'s. What is run is a
+:class:`aerec.run_spec.RunSpec`, checked whole before anything is written; ``run.json`` stores it
+typed, with what resolved on the data, so every later reader builds the same model.
 """
 
 from __future__ import annotations
@@ -11,48 +11,49 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 import aerec
-from aerec.config import config_to_dict, make_config
 from aerec.data.interactions import Interactions
+from aerec.data.options import DataSource
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models import Recommender, get_model_class
 from aerec.persistence import check_fields, load_csr, read_json, save_csr, write_json
 from aerec.run_dir import RUN_FORMAT, RunDir  # noqa: F401  (RUN_FORMAT: re-exported for readers of runs)
+from aerec.run_spec import RunSpec, TrainingOptions
 from aerec.training import Callback, Trainer
 
 
 
 # -- data -----------------------------------------------------------------------------------------
-def load_source(data: dict[str, Any]) -> tuple[Interactions, Interactions | None]:
-    """Read the interactions a data spec names: a dataset, or given train (and test) files."""
+def load_source(source: DataSource) -> tuple[Interactions, Interactions | None]:
+    """Read the interactions a data source names: a data set, or given train (and test) files."""
     from aerec.data import readers
     from aerec.data.datasets import load_dataset
 
-    if data.get("dataset"):
-        return load_dataset(data["dataset"], data_dir=data.get("data_dir")), None
-    fmt = data.get("format") or "auto"
-    train = readers.read_file(data["train"], fmt, **data.get("columns", {}))
+    if source.dataset is not None:
+        return load_dataset(source.dataset, data_dir=source.data_dir), None
+    train = readers.read_file(source.train, source.format, **source.columns)
     test = None
-    if data.get("test"):
-        test_kwargs = dict(data.get("columns", {}))
-        if fmt == "lightgcn":
+    if source.test is not None:
+        test_kwargs = dict(source.columns)
+        if source.format == "lightgcn":
             test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
-        test = readers.read_file(data["test"], fmt, **test_kwargs)
+        test = readers.read_file(source.test, source.format, **test_kwargs)
     return train, test
 
 
-def make_split(spec: dict[str, Any], model_cls: type[Recommender]) -> Split:
-    """Load, preprocess and split the data described by a run spec."""
+def make_split(spec: RunSpec) -> Split:
+    """Load, preprocess and split the data of a run."""
     from aerec.data.split_kinds import make_split as split_data
 
-    data, test = load_source(spec["data"])
-    return split_data(data, test, spec, model_cls.implicit)
+    data, test = load_source(spec.data)
+    return split_data(data, test, spec.data, spec.preprocess, spec.split, spec.implicit)
 
 
 # -- saving and loading splits --------------------------------------------------------------------
@@ -109,68 +110,95 @@ def load_split(directory: str | Path) -> Split:
 
 
 # -- preparing a run ------------------------------------------------------------------------------
-def typed_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with its model's hyperparameters validated and converted to their types (all of
-    them, defaults included, so the run does not depend on later changes of a default) and its
-    training options checked.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown model, an unknown hyperparameter or a value that cannot be used.
-    """
-    model_cls = get_model_class(spec["model"])
-    config = make_config(model_cls.Config, dict(spec.get("params") or {}), owner=model_cls.name)
-    training = dict(spec.get("training") or {})
-    trainer_options(training)  # validates
-    return {**spec, "params": config_to_dict(config), "training": training}
+def as_spec(spec: RunSpec | dict[str, Any]) -> RunSpec:
+    """A :class:`RunSpec` (a ``run.json``-shaped dict is read and checked)."""
+    return spec if isinstance(spec, RunSpec) else RunSpec.from_json(spec, "run spec")
 
 
-#: The training options of a run (``run.json``'s ``training``): early stopping, and the refit on
-#: the whole training rows after selection (given splits).
-TRAINING_OPTIONS = ("patience", "refit")
+def resolve(spec: RunSpec, split: Split) -> dict[str, Any]:
+    """What the run resolves to on its data, recorded as ``run.json``'s ``resolved``: the model's
+    data-dependent settings (Mult-VAE's anneal steps), the device and precision it will train
+    with, and the users and items the split kept."""
+    from aerec.device import resolve_device
+
+    model = spec.make_model()
+    resolved = dict(model.resolved_params(split.train.n_users))
+    if "device" in spec.params:
+        resolved["device"] = str(resolve_device(spec.params["device"]))
+    if "precision" in spec.params:
+        resolved["precision"] = spec.params["precision"]
+    resolved.update({
+        "training_users": int(split.train.n_users),
+        "validation_users": int(split.validation.fold_in.n_users),
+        "test_users": int(split.test.fold_in.n_users),
+        "items": int(split.train.n_items),
+    })
+    for name in ("users_not_evaluated", "unknown_test_items", "users_dropped", "items_dropped"):
+        if name in split.params:
+            resolved[name] = split.params[name]
+    return resolved
 
 
-def trainer_options(training: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`~aerec.training.Trainer` settings a run's ``training`` entry asks for."""
-    unknown = sorted(set(training) - set(TRAINING_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(TRAINING_OPTIONS)}")
-    if not isinstance(training.get("refit", False), bool):
-        raise ConfigError(f"refit must be true or false, got {training['refit']!r}")
-    options = {"patience": training.get("patience")}
-    Trainer(**options)  # validates
-    return options
-
-
-def new_run(run_dir: str | Path, spec: dict[str, Any]) -> Path:
-    """Create a run directory for ``spec``: validate it, split the data, write ``split/`` and
-    ``run.json``. Nothing is written when the spec, the data or the place is wrong."""
+def new_run(run_dir: str | Path, spec: RunSpec | dict[str, Any], *,
+            overwrite: bool = False) -> Path:
+    """Create a run directory for ``spec``: split the data, write ``split/`` and ``run.json`` with
+    what resolved. Nothing is written when the spec, the data or the place is wrong; a folder
+    that holds anything but a run is refused, a run there is replaced only with ``overwrite``."""
     layout = RunDir(run_dir)
-    layout.check_new()
-    spec = typed_spec(spec)
-    split = make_split(spec, get_model_class(spec["model"]))
-    resolved = model_of(spec).resolved_params(split.train.n_users)
-    write_run(layout, {**spec, **({"resolved": resolved} if resolved else {})}, split)
+    layout.check_new(overwrite=overwrite)  # refuses before the (slow) split
+    spec = as_spec(spec)
+    split = make_split(spec)
+    resolved = resolve(spec, split)
+    layout.check_new(overwrite=overwrite)
+    layout.clear()  # a run to overwrite goes only now, once everything else is known to work
+    write_run(layout, replace(spec, resolved=resolved), split)
     return layout.path
 
 
-def write_run(layout: RunDir, spec: dict[str, Any], split: Split) -> None:
+def write_run(layout: RunDir, spec: RunSpec, split: Split) -> None:
     """Write a prepared run: the split first, ``run.json`` last (its presence means ready)."""
     layout.path.mkdir(parents=True, exist_ok=True)
     save_split(split, layout.split)
-    layout.write_spec({**spec, "versions": {"aerec": aerec.__version__}})
+    layout.write_spec({**spec.to_json(), "versions": {"aerec": aerec.__version__}})
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The ``run.json`` of a run directory, checked."""
-    return RunDir(run_dir).read_spec()
+def read_run(run_dir: str | Path) -> RunSpec:
+    """The spec of a run directory (its ``run.json``, checked)."""
+    return RunSpec.load(run_dir)
 
 
-def model_of(spec: dict[str, Any]) -> Recommender:
+def model_of(spec: RunSpec) -> Recommender:
     """An unfitted model with the run's hyperparameters."""
-    return get_model_class(spec["model"])(**spec.get("params", {}))
+    return spec.make_model()
+
+
+def run(spec: RunSpec, out: str | Path, *, progress: bool | None = None,
+        callbacks: Sequence[Callback] = (), overwrite: bool = False) -> dict[str, Any]:
+    """Run ``spec`` into the new run directory ``out``, as ``aerec train --out`` does: split,
+    train, select, (refit,) evaluate on test. Returns the test metrics (``out/metrics.json``).
+
+    Parameters
+    ----------
+    spec : RunSpec
+        The run (see :meth:`RunSpec.create`; :meth:`RunSpec.load` reads a finished run's).
+    out : str or Path
+        The run directory to create; it must not exist, or be an empty folder.
+    progress : bool, optional
+        A progress bar on stderr; by default when stderr is a terminal.
+    callbacks : sequence of callables
+        Each receives the figures of every finished epoch.
+    overwrite : bool
+        Replace an aerec run already at ``out`` (a folder holding anything else is refused).
+
+    Examples
+    --------
+    >>> spec = aerec.RunSpec.create("mult-dae", data="ml-100k", params={"epochs": 3})  # doctest: +SKIP
+    >>> aerec.run(spec, "runs/dae")["ndcg@100"]  # doctest: +SKIP
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    run_dir = new_run(out, spec, overwrite=overwrite)
+    return train_run(run_dir, progress=progress, callbacks=callbacks)
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -183,18 +211,25 @@ def train_run(
 ) -> dict[str, Any]:
     """Train the model of a prepared run directory, select, evaluate on test, write metrics.
 
-    With ``training.refit`` (the default of given splits), the model selected on the validation
-    carve is then trained again, from the same seed, on the whole training rows for the chosen
-    number of epochs, and that model is evaluated. Leftovers of interrupted writes are removed
-    first. Returns the test metrics (also written to ``metrics.json``).
+    With ``training.refit`` (the default of given splits) the selection run is then repeated on
+    the whole training rows: the same hyperparameters, the same schedule (what resolved for the
+    selection run, e.g. Mult-VAE's anneal steps, is pinned), the same seed, stopped at the epoch
+    chosen on validation; that model is evaluated, and its epochs are kept in ``history.json``
+    marked ``"phase": "refit"``. Leftovers of interrupted writes are removed first. Returns the
+    test metrics (also written to ``metrics.json``).
     """
     layout = RunDir(run_dir)
-    spec = layout.read_spec()
+    with layout.lock():
+        return _train_locked(layout, resume=resume, callbacks=callbacks, progress=progress)
+
+
+def _train_locked(layout: RunDir, *, resume: bool, callbacks: Sequence[Callback],
+                  progress: bool) -> dict[str, Any]:
+    spec = RunSpec.load(layout.path)
     layout.remove_temp_files()
     split = load_split(layout.split)
-    training = spec.get("training") or {}
-    options = trainer_options(training)
-    refit = bool(training.get("refit", False))
+    options = trainer_options(spec.training)
+    refit = spec.training.refit
     started = time.perf_counter()
     diverged: TrainingDivergedError | None = None
     if refit and layout.selection.is_file():  # resumed after the selection had finished
@@ -216,22 +251,23 @@ def train_run(
                      "history": getattr(model, "history_", [])}
         if refit:
             write_json(layout.selection, selection)
+    history = list(selection["history"])
     if refit:
         model = _refit(spec, split, layout, selection, resume=resume, progress=progress)
+        history += [{**record, "phase": "refit"} for record in getattr(model, "history_", [])]
     total = time.perf_counter() - started
     model.save(layout.model)
-    history = selection["history"]
     write_json(layout.history, history)
     from aerec.plots import write_history_plot  # nothing without matplotlib
 
-    write_history_plot(layout.history_plot, history, f"{spec['model']} ({layout.path.name})",
-                       selection["best_epoch"])
+    write_history_plot(layout.history_plot, selection["history"],
+                       f"{spec.model} ({layout.path.name})", selection["best_epoch"])
     metrics = evaluate_model(model, split.test)
-    train_secs = [h.get("train_seconds", h.get("seconds", 0.0)) for h in history]
+    train_secs = [h.get("train_seconds", h.get("seconds", 0.0)) for h in selection["history"]]
     # A closed-form model (EASE, popularity) counts as one epoch that took the whole fit.
-    closed_form = not history and not _is_torch(model)
+    closed_form = not selection["history"] and not _is_torch(model)
     metrics.update({
-        "epochs": 1 if closed_form else len(history),
+        "epochs": 1 if closed_form else len(selection["history"]),
         "best_epoch": selection["best_epoch"],
         "seconds_per_epoch": total if closed_form else float(np.mean(train_secs)) if train_secs else 0.0,
         "total_seconds": total,
@@ -247,17 +283,25 @@ def train_run(
     return metrics
 
 
-def _refit(spec: dict[str, Any], split: Split, layout: RunDir, selection: dict[str, Any], *,
+def trainer_options(training: TrainingOptions) -> dict[str, Any]:
+    """The :class:`~aerec.training.Trainer` settings of a run's training options."""
+    return {"patience": training.patience}
+
+
+def _refit(spec: RunSpec, split: Split, layout: RunDir, selection: dict[str, Any], *,
            resume: bool, progress: bool) -> Recommender:
-    """The run's model trained from its seed on the whole training rows (``split.test.fold_in``)
-    for the epochs chosen on validation; resumable from its own checkpoint."""
-    params = dict(spec.get("params", {}))
-    if "epochs" in params:
-        params["epochs"] = int(selection["best_epoch"] or selection["epochs_trained"] or 0)
-    model = model_of({**spec, "params": params})
+    """The selection run repeated on the whole training rows (``split.test.fold_in``): the same
+    hyperparameters and seed, the schedule that resolved for the selection run pinned (so that
+    Mult-VAE's beta, say, is the same at every epoch), stopped at the epoch chosen on validation;
+    resumable from its own checkpoint."""
+    schedule = model_of(spec).resolved_params(split.train.n_users)
+    model = spec.make_model(**{name: spec.resolved.get(name, value)
+                               for name, value in schedule.items()})
+    stop = selection["best_epoch"] or selection["epochs_trained"]
     Trainer(checkpoint=layout.refit_checkpoint,
             resume=resume and layout.refit_checkpoint.is_file(),
-            progress=progress).fit(model, split.test.fold_in, None)
+            progress=progress, stop_after=int(stop) if stop else None).fit(
+                model, split.test.fold_in, None)
     return model
 
 
@@ -287,10 +331,10 @@ def evaluate_model(model: Recommender, heldout: HeldOut, ks: tuple[int, ...] = (
     return model.evaluate_ratings(heldout)
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> tuple[dict[str, Any], Split, Recommender]:
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[RunSpec, Split, Recommender]:
     """A finished run's spec, split and selected model."""
     layout = RunDir(run_dir)
-    spec = layout.read_spec()
+    spec = RunSpec.load(layout.path)
     split = load_split(layout.split)
     return spec, split, Recommender.load(layout.model, device=device)
 
@@ -298,11 +342,13 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[dict[str, Any],
 def evaluate_run(run_dir: str | Path, device: str = "auto", ks: Sequence[int] = (10, 20, 50, 100),
                  metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Re-evaluate a run's saved model on its test users; returns the metrics. Popularity and
-    novelty are measured against the run's training users."""
+    novelty are measured against the rows the final model learned: the training users, or with a
+    refit the whole training rows (the validation carve included)."""
     from aerec.metrics import item_popularity
 
-    _, split, model = load_run(run_dir, device)
-    popularity = (item_popularity(split.train.matrix)
+    spec, split, model = load_run(run_dir, device)
+    learned = split.test.fold_in if spec.training.refit else split.train
+    popularity = (item_popularity(learned.matrix)
                   if {"popularity", "novelty"} & set(metrics or ()) else None)
     return evaluate_model(model, split.test, tuple(ks), metrics, popularity)
 

@@ -45,7 +45,8 @@ from aerec.models import Recommender, get_model_class
 from aerec.persistence import read_json, write_json
 from aerec.run_dir import RunDir
 from aerec.study_storage import check_storage, open_study, storage_errors
-from aerec.runs import (evaluate_model, load_split, make_split, save_split, train_run, typed_spec,
+from aerec.run_spec import RunSpec
+from aerec.runs import (evaluate_model, load_split, make_split, resolve, save_split, train_run,
                         write_run)
 from aerec.training import Trainer
 
@@ -294,7 +295,7 @@ _PROCESS_TOKEN = uuid.uuid4().hex
 
 
 # -- the command ----------------------------------------------------------------------------------
-def tune(spec: dict[str, Any], out_dir: str | Path, *, n_trials: int, storage: str | None = None,
+def tune(spec: RunSpec, out_dir: str | Path, *, n_trials: int, storage: str | None = None,
          study_name: str | None = None, fixed: dict[str, Any] | None = None, prune: bool = True,
          seed: int = 0, retrain: bool = True,
          callbacks: tuple[Callable[[Any, Any], None], ...] = ()) -> TuneResult:
@@ -302,9 +303,9 @@ def tune(spec: dict[str, Any], out_dir: str | Path, *, n_trials: int, storage: s
 
     Parameters
     ----------
-    spec : dict
-        A run spec as ``aerec train`` builds it (model, data, preprocess, split); its ``params``
-        are ignored in favour of the search space and ``fixed``.
+    spec : RunSpec
+        The run (model, data, preprocessing, split); its hyperparameters are replaced by the
+        search space's and ``fixed``.
     out_dir : str or Path
         Where the split, the default storage, the report and ``best/`` go.
     n_trials : int
@@ -326,15 +327,15 @@ def tune(spec: dict[str, Any], out_dir: str | Path, *, n_trials: int, storage: s
 
     out = Path(out_dir)
     fixed = dict(fixed or {})
-    model_cls = get_model_class(spec["model"])
+    model_cls = get_model_class(spec.model)
     search_space_of(model_cls)
     pinned_values(model_cls, fixed)  # refuse a bad --set before any work
     check_storage(storage)  # and a bad --storage
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    study_name = study_name or f"{spec['model']}-{dataset_name(spec)}"
-    base = {k: v for k, v in spec.items() if k != "params"}
-    split = _prepare(out, {"spec": base, "fixed": fixed, "study_name": study_name,
-                           "storage": storage}, model_cls)
+    study_name = study_name or f"{spec.model}-{dataset_name(spec)}"
+    base = {k: v for k, v in spec.to_json().items() if k not in ("params", "resolved")}
+    split = _prepare(out, spec, {"spec": base, "fixed": fixed, "study_name": study_name,
+                                 "storage": storage})
     study = run_study(model_cls, split.train, split.validation, n_trials=n_trials, storage=storage,
                       study_name=study_name, fixed=fixed, prune=prune, seed=seed,
                       callbacks=callbacks)
@@ -345,13 +346,13 @@ def tune(spec: dict[str, Any], out_dir: str | Path, *, n_trials: int, storage: s
     run_dir = None
     if retrain:
         params = best.user_attrs.get("params") or {**best.params, **fixed}
-        run_dir = retrain_best(out / "best", {**base, "params": params}, split)
+        run_dir = retrain_best(out / "best", spec.with_params(**params), split)
     return TuneResult(study_name, storage, len(finished_trials(study)), float(best.value),
                       dict(best.user_attrs.get("params", best.params)), best.number, run_dir,
                       report)
 
 
-def _prepare(out: Path, record: dict[str, Any], model_cls: type[Recommender]) -> Split:
+def _prepare(out: Path, spec: RunSpec, record: dict[str, Any]) -> Split:
     """The study's split: made and saved on the first session, loaded on the next ones."""
     marker = out / STUDY_FILE
     if marker.exists():
@@ -361,7 +362,7 @@ def _prepare(out: Path, record: dict[str, Any], model_cls: type[Recommender]) ->
                 f"{out} holds a study with other settings ({marker}); rerun with the same "
                 "arguments to resume it, or choose another --out")
         return load_split(out / "split")
-    split = make_split(record["spec"], model_cls)
+    split = make_split(spec)
     out.mkdir(parents=True, exist_ok=True)
     save_split(split, out / "split")
     write_json(marker, record)  # written last: its presence means the split is complete
@@ -374,13 +375,15 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def retrain_best(run_dir: Path, spec: dict[str, Any], split: Split) -> Path:
+def retrain_best(run_dir: Path, spec: RunSpec, split: Split) -> Path:
     """Train ``spec`` on ``split`` as an ordinary run directory (resumed or kept if already there)."""
+    from dataclasses import replace
+
     layout = RunDir(run_dir)
-    spec = typed_spec(spec)
+    spec = replace(spec, resolved=resolve(spec, split))
     if layout.exists():
-        existing = layout.read_spec()
-        if _jsonable(existing.get("params")) == _jsonable(spec["params"]):
+        existing = RunSpec.load(layout.path)
+        if _jsonable(existing.params) == _jsonable(spec.params):
             if not layout.is_complete():
                 train_run(layout.path, resume=layout.can_resume())
             return layout.path

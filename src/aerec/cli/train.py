@@ -18,8 +18,8 @@ from typing import Any
 from aerec.cli.common import MODEL_NAMES, print_metrics
 from aerec.errors import ConfigError
 
-#: Held-out users of the strong-generalization split when --heldout is not given.
-DEFAULT_HELDOUT_FRACTION = 0.1
+from aerec.data.options import DEFAULT_HELDOUT_FRACTION
+from aerec.run_spec import GIVEN_PATIENCE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,15 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="held-out users for validation and for test each: a count, or a "
                      f"fraction (default {DEFAULT_HELDOUT_FRACTION}; the paper's 10000 for ml-20m, "
                      "40000 for netflix, 50000 for msd)")
-    pre.add_argument("--validation-fraction", type=float, default=0.1,
+    pre.add_argument("--validation-fraction", type=float, default=None,
                      help="given and rating splits: share of the training interactions held "
                      "out for validation (default 0.1)")
-    pre.add_argument("--test-fraction", type=float, default=0.1,
+    pre.add_argument("--test-fraction", type=float, default=None,
                      help="random split: share of the ratings held out for test (default 0.1)")
     pre.add_argument("--cutoff", metavar="DATE",
                      help="time split: train before DATE (2005-12-01, ISO or Unix seconds), test "
                      "from it on")
-    pre.add_argument("--seed", type=int, default=98765, help="split seed (default 98765)")
+    pre.add_argument("--seed", type=int, default=None, help="split seed (default 98765)")
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", choices=MODEL_NAMES, help="model to train")
     mdl.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
@@ -81,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", metavar="RUN_DIR", help="run directory to create (required "
                      "unless --resume)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (a "
-                     "finished one is left as it is)")
+                     "finished one is left as it is); it keeps the settings of its run.json")
+    run.add_argument("--overwrite", action="store_true", help="replace the aerec run already "
+                     "at --out (a folder that is not a run is never written into)")
     run.add_argument("--patience", type=int, default=None, metavar="N",
                      help="early stopping: end after N epochs without a better validation "
                      f"figure, keeping the best epoch (default: {GIVEN_PATIENCE} on given splits; "
@@ -89,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--refit", choices=("true", "false"), default=None,
                      help="given splits: after choosing the epoch on the validation carve, train "
                      "again on the whole training rows for that many epochs (default true on "
-                     "given splits). Also --set refit=false")
+                     "given splits)")
     run.add_argument("--log", choices=("tensorboard",), action="append", default=[],
                      help="also log every epoch's figures: tensorboard (RUN_DIR/tensorboard; "
                      "needs pip install 'aerec[tensorboard]')")
@@ -99,137 +101,81 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- the run spec of the arguments ----------------------------------------------------------------
-def spec_from_args(args: argparse.Namespace) -> dict:
-    """The run spec (data, preprocessing, split, model, hyperparameters) of the arguments,
-    checked; the hyperparameters are checked by :func:`aerec.runs.typed_spec`."""
+#: Options that describe the run (flag -> argparse dest); a resumed run keeps run.json's.
+_RUN_OPTIONS = {
+    "--data": "data", "--data-dir": "data_dir", "--train": "train", "--test": "test",
+    "--format": "format", "--user-col": "user_col", "--item-col": "item_col",
+    "--rating-col": "rating_col", "--timestamp-col": "timestamp_col", "--min-rating": "min_rating",
+    "--min-user": "min_user", "--min-item": "min_item", "--split": "split", "--heldout": "heldout",
+    "--validation-fraction": "validation_fraction", "--test-fraction": "test_fraction",
+    "--cutoff": "cutoff", "--seed": "seed", "--model": "model", "--set": "set",
+    "--beta-search": "beta_search", "--out": "out", "--patience": "patience", "--refit": "refit",
+    "--overwrite": "overwrite",
+}
+#: Training options that are not hyperparameters: refused in --set, with the flag to use.
+_TRAINING_FLAGS = {"patience": "--patience N", "refit": "--refit true|false"}
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~aerec.run_spec.RunSpec` of the arguments: they only fill in
+    :meth:`RunSpec.create`, which holds the defaults and the checks."""
     from aerec.config import parse_assignments
-    from aerec.data.datasets import DATASETS, PAPER_PROTOCOLS
-    from aerec.data.explicit_splits import CANONICAL_FOLDS
-    from aerec.data.readers import resolve_data_argument
-    from aerec.models import get_model_class
+    from aerec.run_spec import RunSpec
 
     if not args.model:
         raise ConfigError("--model is required")
     if bool(args.data) == bool(args.train):
         raise ConfigError("give either --data NAME|FILE or --train FILE [--test FILE]")
-    model_cls = get_model_class(args.model)
+    if args.test and not args.train:
+        raise ConfigError("--test goes with --train FILE")
     params = parse_assignments(args.set)
+    for name, flag in _TRAINING_FLAGS.items():
+        if name in params:
+            raise ConfigError(f"--set {name}: {name} is a training option, not a hyperparameter; "
+                              f"use {flag}")
     columns = {k: v for k, v in (("user_col", args.user_col), ("item_col", args.item_col),
                ("rating_col", args.rating_col), ("timestamp_col", args.timestamp_col)) if v}
-    source, value = resolve_data_argument(args.data, DATASETS) if args.data else ("file", None)
-    protocol = PAPER_PROTOCOLS.get(value) if source == "dataset" else None
-    if source == "dataset":
-        data = {"dataset": value, "data_dir": args.data_dir}
-        kind = args.split or "strong"
-    else:  # --train FILE [--test FILE], or --data FILE (your own interactions)
-        train_file = Path(value) if value is not None else Path(args.train)
-        data = {"train": str(train_file.resolve()),
-                "test": str(Path(args.test).resolve()) if args.test else None,
-                "format": args.format, "columns": columns}
-        kind = args.split or ("strong" if args.data else "given")
-    _check_number("--seed", args.seed, low=0, high=2**32 - 1)
-    split: dict = {"kind": kind, "seed": args.seed}
-    if kind == "strong":
-        split["n_heldout"] = _heldout(args.heldout, protocol.n_heldout if protocol
-                                      else DEFAULT_HELDOUT_FRACTION)
-        if protocol:
-            split["test_prop"] = protocol.test_prop
-    if kind != "strong":
-        _check_fraction("--validation-fraction", args.validation_fraction)
-        split["validation_fraction"] = args.validation_fraction
-    if kind == "random":
-        _check_fraction("--test-fraction", args.test_fraction)
-        split["test_fraction"] = args.test_fraction
-    if kind == "time":
-        if args.cutoff is None:
-            raise ConfigError("--split time needs --cutoff DATE (for example 2005-12-01)")
-        split["cutoff"] = args.cutoff
-    if kind in CANONICAL_FOLDS and args.data != "ml-100k":
-        raise ConfigError(f"--split {kind} is a fold of MovieLens 100K: use --data ml-100k")
-    # The paper's preprocessing for its data sets; the reference notebook's elsewhere. Rating
-    # models keep every rating unless asked: a count filter would drop test users silently.
-    min_rating = _default(args.min_rating, protocol.threshold if protocol else 3.5)
-    min_user = _default(args.min_user, protocol.min_user if protocol
-                        else 5 if model_cls.implicit else 0)
-    min_item = _default(args.min_item, protocol.min_item if protocol else 0)
-    if min_rating is not None:
-        _check_number("--min-rating", min_rating)
-    _check_number("--min-user", min_user, low=0)
-    _check_number("--min-item", min_item, low=0)
-    preprocess = {"threshold": min_rating if model_cls.implicit else None,
-                  "min_user": min_user, "min_item": min_item}
-    return {"model": args.model, "params": params, "data": data, "preprocess": preprocess,
-            "split": split, "training": _training(args, params, kind)}
+    refit = None if args.refit is None else args.refit == "true"
+    return RunSpec.create(
+        args.model, args.data, train=args.train, test=args.test, format=args.format,
+        columns=columns, data_dir=args.data_dir, params=params, split=args.split,
+        seed=args.seed, heldout=args.heldout, validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction, cutoff=args.cutoff, min_rating=args.min_rating,
+        min_user=args.min_user, min_item=args.min_item, patience=args.patience, refit=refit)
 
 
-#: Early stopping's patience on given splits, where no paper fixes the number of epochs.
-GIVEN_PATIENCE = 20
+def check_resume_options(args: argparse.Namespace, spec: Any, run_dir: Path) -> None:
+    """Refuse, in one line naming it, an option given with ``--resume`` that the run does not
+    have: a resumed run is the run of its ``run.json``, whatever else the command line says."""
+    from aerec.config import config_to_dict, make_config, parse_assignments
+    from aerec.models import get_model_class
 
-
-def _training(args: argparse.Namespace, params: dict, kind: str) -> dict:
-    """The run's training options: ``--patience`` / ``--refit``, or the same names in ``--set``
-    (taken out of the hyperparameters), else the defaults of the split kind."""
-    given = kind == "given"
-    patience = params.pop("patience", None) if args.patience is None else args.patience
-    refit = params.pop("refit", None) if args.refit is None else args.refit
-    patience = GIVEN_PATIENCE if patience is None and given else patience
-    refit = given and args.model != "blend" if refit is None else refit
-    if isinstance(patience, str):
-        patience = None if patience.lower() in ("none", "null", "") else _whole(patience, "patience")
-    if isinstance(refit, str):
-        if refit.lower() not in ("true", "false"):
-            raise ConfigError(f"refit must be true or false, got {refit!r}")
-        refit = refit.lower() == "true"
-    if refit and not given:
-        raise ConfigError("--refit is for given splits (--train/--test): other splits choose "
-                          "their model on other users or keep the paper's protocol")
-    if refit and args.model == "blend":
-        raise ConfigError("--refit is not available for blend: its weights are chosen on the "
-                          "validation carve; use --refit false")
-    return {"patience": patience, "refit": bool(refit)}
-
-
-def _whole(value: str, name: str) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or not number.is_integer():
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
-
-
-
-def _default(value, default):
-    return default if value is None else value
-
-
-def _heldout(value: str | None, default: int | float) -> int | float:
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"--heldout must be a count or a fraction, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0 or number > 2**31:
-        raise ConfigError(f"--heldout must be a count (1 or more) or a fraction in (0, 1), "
-                          f"got {value!r}")
-    if number >= 1 and not number.is_integer():
-        raise ConfigError(f"--heldout: a count must be a whole number, got {value!r}")
-    return int(number) if number >= 1 else number
-
-
-def _check_number(flag: str, value: float, low: float | None = None,
-                  high: float | None = None) -> None:
-    if not math.isfinite(value) or (low is not None and value < low) or (
-            high is not None and value > high):
-        bounds = f" in [{low}, {high}]" if high is not None else f" >= {low}" if low is not None else ""
-        raise ConfigError(f"{flag} must be a finite number{bounds}, got {value!r}")
-
-
-def _check_fraction(flag: str, value: float) -> None:
-    if not math.isfinite(value) or not 0 < value < 1:
-        raise ConfigError(f"{flag} must be a fraction in (0, 1), got {value!r}")
+    given = {flag: getattr(args, dest) for flag, dest in _RUN_OPTIONS.items()
+             if getattr(args, dest, None) not in (None, False, [], "auto")}
+    if "--model" in given and given.pop("--model") != spec.model:
+        raise ConfigError(f"--model {args.model}: the run at {run_dir} trains {spec.model}; a "
+                          "resumed run keeps its settings (leave --model out)")
+    if "--set" in given:
+        values = parse_assignments(given.pop("--set"))
+        model_cls = get_model_class(spec.model)
+        asked = config_to_dict(make_config(model_cls.Config, {**spec.params, **values},
+                                           owner=model_cls.name))
+        for name in values:
+            if asked[name] != spec.params[name]:
+                raise ConfigError(f"--set {name}={values[name]}: the run at {run_dir} has "
+                                  f"{name}={spec.params[name]!r}; a resumed run keeps its "
+                                  "settings (leave --set out, or start a new run with --out)")
+    same = {"--patience": lambda v: v == spec.training.patience,
+            "--refit": lambda v: (v == "true") == spec.training.refit,
+            "--seed": lambda v: v == spec.split.seed,
+            "--out": lambda v: Path(v).resolve() == run_dir.resolve()}
+    for flag, agrees in same.items():
+        if flag in given and agrees(given[flag]):
+            given.pop(flag)
+    if given:
+        flag = next(iter(given))
+        raise ConfigError(f"{flag}: a resumed run keeps the settings of {run_dir / 'run.json'}; "
+                          f"leave {flag} out (or start a new run with --out)")
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -247,12 +193,15 @@ def run_command(args: argparse.Namespace) -> int:
     return _train_and_report(args, run_dir, resume)
 
 
-def _open_for_resume(path: str) -> tuple[Any, dict[str, Any], bool, bool]:
-    """``(layout, spec, complete, resumable)`` of the run at ``path``, checked for ``--resume``."""
+def _open_for_resume(args: argparse.Namespace) -> tuple[Any, Any, bool, bool]:
+    """``(layout, spec, complete, resumable)`` of the run at ``--resume``, checked: the other
+    options must not ask for another run."""
     from aerec.run_dir import RunDir
+    from aerec.run_spec import RunSpec
 
-    layout = RunDir(path)
-    spec = layout.read_spec()
+    layout = RunDir(args.resume)
+    spec = RunSpec.load(layout.path)
+    check_resume_options(args, spec, layout.path)
     if layout.is_complete():
         return layout, spec, True, False
     for checkpoint in (layout.checkpoint, layout.refit_checkpoint):
@@ -270,7 +219,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
     from aerec.runs import new_run
 
     if args.resume:
-        layout, _, complete, resume = _open_for_resume(args.resume)
+        layout, _, complete, resume = _open_for_resume(args)
         if complete:
             print(f"{layout.path}: the run is complete (metrics.json); nothing to do. "
                   f"See it with: aerec evaluate {layout.path}")
@@ -282,11 +231,34 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
     if args.beta_search:
         from aerec.beta_search import check_beta_search
 
-        check_beta_search(spec["model"])
-    run_dir = new_run(args.out, spec)
+        check_beta_search(spec.model)
+    run_dir = new_run(args.out, spec, overwrite=args.overwrite)
+    _print_data_counts(run_dir)
     if args.beta_search:
         _beta_search(run_dir, quiet=args.quiet)
     return run_dir, False
+
+
+def _print_data_counts(run_dir: Path) -> None:
+    """One line on stderr: the users and items the run kept, and what its filters removed."""
+    import sys
+
+    from aerec.run_spec import RunSpec
+
+    spec = RunSpec.load(run_dir)
+    r = spec.resolved
+    parts = [f"{r.get('training_users', 0):,} training, {r.get('validation_users', 0):,} "
+             f"validation and {r.get('test_users', 0):,} test users, {r.get('items', 0):,} items"]
+    pre = spec.preprocess
+    if r.get("users_dropped") or r.get("items_dropped"):
+        parts.append(f"dropped by the filters (min-user {pre.min_user}, min-item {pre.min_item}"
+                     + (f", ratings above {pre.threshold:g}" if pre.threshold is not None else "")
+                     + f"): {r.get('users_dropped', 0):,} users, {r.get('items_dropped', 0):,} "
+                     "items")
+    if r.get("users_not_evaluated"):
+        parts.append(f"{r['users_not_evaluated']:,} users with fewer than {pre.min_user} "
+                     "interactions are trained on and get recommendations, but are not evaluated")
+    print("data: " + "; ".join(parts), file=sys.stderr)
 
 
 def _callbacks(args: argparse.Namespace, run_dir: Path) -> tuple:
@@ -330,8 +302,8 @@ def _run_distributed(args: argparse.Namespace) -> int:
     """
     from aerec import distributed as dist
     from aerec.run_dir import RunDir
+    from aerec.run_spec import RunSpec
     from aerec.runs import load_split, make_split, model_of, new_run, read_run, trainer_options
-    from aerec.models import get_model_class
     from aerec.training import Trainer
 
     if args.beta_search:
@@ -341,7 +313,7 @@ def _run_distributed(args: argparse.Namespace) -> int:
     resume = complete = False
     if main:
         if args.resume:
-            layout, spec, complete, resume = _open_for_resume(args.resume)
+            layout, spec, complete, resume = _open_for_resume(args)
             run_dir = layout.path
         else:
             if not args.out:
@@ -351,10 +323,11 @@ def _run_distributed(args: argparse.Namespace) -> int:
     finished = False
     try:
         if main and not args.resume:
-            run_dir = new_run(args.out, spec)
+            run_dir = new_run(args.out, spec, overwrite=args.overwrite)
             spec = read_run(run_dir)
         message = dist.broadcast_bytes(json.dumps({
-            "spec": spec, "run_dir": str(run_dir), "resume": resume, "complete": complete,
+            "spec": spec.to_json() if main else None, "run_dir": str(run_dir), "resume": resume,
+            "complete": complete,
         }).encode() if main else None)
         shared = json.loads(message.decode())
         if shared["complete"]:
@@ -362,8 +335,8 @@ def _run_distributed(args: argparse.Namespace) -> int:
                 print(f"{run_dir}: the run is complete (metrics.json); nothing to do")
             finished = True
             return 0
-        spec, resume = shared["spec"], shared["resume"]
-        dist.local_device(str(spec.get("params", {}).get("device", "auto")))
+        spec, resume = RunSpec.from_json(shared["spec"]), shared["resume"]
+        dist.local_device(str(spec.params.get("device", "auto")))
         if main:
             if resume:
                 dist.broadcast_file(RunDir(run_dir).checkpoint, run_dir)
@@ -371,9 +344,8 @@ def _run_distributed(args: argparse.Namespace) -> int:
             finished = True
             return status
         split_dir = RunDir(shared["run_dir"]).split
-        split = load_split(split_dir) if split_dir.is_dir() else make_split(
-            spec, get_model_class(spec["model"]))
-        options = trainer_options(spec.get("training") or {})
+        split = load_split(split_dir) if split_dir.is_dir() else make_split(spec)
+        options = trainer_options(spec.training)
         with tempfile.TemporaryDirectory(prefix="aerec-rank-") as tmp:
             checkpoint = dist.broadcast_file(None, tmp) if resume else None
             Trainer(checkpoint=checkpoint, resume=checkpoint is not None,

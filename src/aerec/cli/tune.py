@@ -37,17 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     for column in ("user", "item", "rating", "timestamp"):
         src.add_argument(f"--{column}-col", help=f"{column} column (csv/tsv/parquet)")
     pre = p.add_argument_group("preprocessing and split")
-    pre.add_argument("--min-rating", type=float, default=3.5,
-                     help="implicit models keep ratings above this (default 3.5)")
-    pre.add_argument("--min-user", type=int, default=5, help="drop users with fewer (default 5)")
-    pre.add_argument("--min-item", type=int, default=0, help="drop items with fewer (default 0)")
+    pre.add_argument("--min-rating", type=float, default=None,
+                     help="implicit models keep ratings above this (default as for aerec train)")
+    pre.add_argument("--min-user", type=int, default=None,
+                     help="minimum interactions per user (default as for aerec train)")
+    pre.add_argument("--min-item", type=int, default=None,
+                     help="minimum interactions per item (default as for aerec train)")
     pre.add_argument("--split", default=None, help="split kind (as for aerec train)")
     pre.add_argument("--heldout", default=None,
                      help="held-out users per group: count or fraction (default as for aerec "
                      "train)")
-    pre.add_argument("--validation-fraction", type=float, default=0.1,
+    pre.add_argument("--validation-fraction", type=float, default=None,
                      help="given split: share of each user's items held out for validation")
-    pre.add_argument("--seed", type=int, default=98765, help="split seed (default 98765)")
+    pre.add_argument("--seed", type=int, default=None, help="split seed (default 98765)")
     study = p.add_argument_group("study")
     study.add_argument("--model", choices=MODEL_NAMES, help="model to tune")
     study.add_argument("--trials", type=int, default=50,
@@ -68,21 +70,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _train_namespace(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` completed with the defaults of ``aerec train``, for its ``spec_from_args``."""
-    from aerec.cli import train as train_cli
+def _spec(args: argparse.Namespace) -> Any:
+    """The run spec of the study's data and split options (the defaults of
+    :meth:`aerec.run_spec.RunSpec.create`, as for ``aerec train``); the study sets the
+    hyperparameters."""
+    from aerec.run_spec import RunSpec
 
-    holder = argparse.ArgumentParser(add_help=False).add_subparsers()
-    train_cli.register(holder)
-    merged = vars(holder.choices["train"].parse_args([]))
-    merged.update(vars(args))
-    merged["set"] = []  # pinned values are the study's business, not the run spec's
-    return argparse.Namespace(**merged)
+    if not args.model:
+        raise ConfigError("--model is required")
+    if bool(args.data) == bool(args.train):
+        raise ConfigError("give either --data NAME|FILE or --train FILE [--test FILE]")
+    columns = {role: getattr(args, role) for role in
+               ("user_col", "item_col", "rating_col", "timestamp_col") if getattr(args, role)}
+    return RunSpec.create(
+        args.model, args.data, train=args.train, test=args.test, format=args.format,
+        columns=columns, data_dir=args.data_dir, split=args.split, seed=args.seed,
+        heldout=args.heldout, validation_fraction=args.validation_fraction,
+        min_rating=args.min_rating, min_user=args.min_user, min_item=args.min_item)
 
 
 def run(args: argparse.Namespace) -> int:
     require("optuna", "tune", "aerec tune")
-    from aerec.cli import train as train_cli
     from aerec.paths import check_writable_run_dir
     from aerec.tuning import tune
 
@@ -91,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     check_writable_run_dir(args.out, subdirs=("split", "best"))
-    spec = train_cli.spec_from_args(_train_namespace(args))
+    spec = _spec(args)
     fixed = parse_assignments(args.set)
     _quiet_optuna()
     result = tune(spec, Path(args.out), n_trials=args.trials, storage=args.storage,

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from aerec.data.interactions import Interactions
+from aerec.data.options import DataSource, Preprocessing, SplitOptions
 from aerec.data.preprocess import preprocess_for_model
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, DataError, EmptyDataError
@@ -266,57 +267,46 @@ def parse_cutoff(value: str | int | float) -> int:
 
 
 # -- the split kinds of a run (see aerec.data.split_kinds) ----------------------------------------
-def _split_settings(spec: dict[str, Any]) -> tuple[float, int]:
-    split = spec["split"]
-    return (float(split.get("validation_fraction") or DEFAULT_VALIDATION_FRACTION),
-            int(split.get("seed", 98765)))
-
-
 def fold_kind(name: str):
-    """The split kind of one canonical fold of MovieLens 100K (``u1`` ...), for a run spec."""
-    def make(data: Interactions, test: Interactions | None, spec: dict[str, Any],
-             implicit: bool) -> Split:
+    """The split kind of one canonical fold of MovieLens 100K (``u1`` ...), for a run."""
+    def make(data: Interactions, test: Interactions | None, source: DataSource,
+             preprocess: Preprocessing, options: SplitOptions, implicit: bool) -> Split:
         from aerec.data.datasets import find_dataset
 
-        source = spec["data"]
-        if source.get("dataset") != "ml-100k":
+        if source.dataset != "ml-100k":
             raise ConfigError(f"split {name} is a fold of MovieLens 100K: the data must be ml-100k")
-        options = spec.get("preprocess", {})
-        if options.get("min_user") or options.get("min_item"):
+        if preprocess.min_user or preprocess.min_item:
             raise ConfigError(f"the canonical fold {name} is used as published: set the minimum "
                               "user and item counts to 0")
-        fraction, seed = _split_settings(spec)
-        split = canonical_fold(find_dataset("ml-100k", source.get("data_dir")), name,
-                               validation_fraction=fraction, seed=seed)
+        split = canonical_fold(find_dataset("ml-100k", source.data_dir), name,
+                               validation_fraction=options.validation_fraction, seed=options.seed)
         if implicit:  # binarise each part as the other splits do for implicit models
-            threshold = {"threshold": options.get("threshold")}
+            threshold = Preprocessing(threshold=preprocess.threshold)
             split = _map_parts(split, lambda part: preprocess_for_model(part, threshold, True))
         return split
     return make
 
 
-def random_kind(data: Interactions, test: Interactions | None, spec: dict[str, Any],
-                implicit: bool) -> Split:
-    """The ``random`` split kind of a run spec (:func:`random_holdout`)."""
+def random_kind(data: Interactions, test: Interactions | None, source: DataSource,
+                preprocess: Preprocessing, options: SplitOptions, implicit: bool) -> Split:
+    """The ``random`` split kind of a run (:func:`random_holdout`)."""
     if test is not None:
         raise ConfigError("the random split draws its own test set: give no test file")
-    fraction, seed = _split_settings(spec)
-    data = preprocess_for_model(data, spec.get("preprocess", {}), implicit)
-    return random_holdout(data, test_fraction=float(spec["split"].get("test_fraction") or 0.1),
-                          seed=seed, validation_fraction=fraction)
+    data = preprocess_for_model(data, preprocess, implicit)
+    return random_holdout(data, test_fraction=options.test_fraction, seed=options.seed,
+                          validation_fraction=options.validation_fraction)
 
 
-def time_kind(data: Interactions, test: Interactions | None, spec: dict[str, Any],
-              implicit: bool) -> Split:
-    """The ``time`` split kind of a run spec (:func:`time_split`)."""
+def time_kind(data: Interactions, test: Interactions | None, source: DataSource,
+              preprocess: Preprocessing, options: SplitOptions, implicit: bool) -> Split:
+    """The ``time`` split kind of a run (:func:`time_split`)."""
     if test is not None:
         raise ConfigError("the time split takes its test set after the cutoff: give no test file")
-    cutoff = spec["split"].get("cutoff")
-    if cutoff is None:
+    if options.cutoff is None:
         raise ConfigError("the time split needs a cutoff date (for example 2005-12-01)")
-    fraction, _ = _split_settings(spec)
-    data = preprocess_for_model(data, spec.get("preprocess", {}), implicit)
-    return time_split(data, cutoff, end=spec["split"].get("end"), validation_fraction=fraction)
+    data = preprocess_for_model(data, preprocess, implicit)
+    return time_split(data, options.cutoff, end=options.end,
+                      validation_fraction=options.validation_fraction)
 
 
 # -- helpers --------------------------------------------------------------------------------------

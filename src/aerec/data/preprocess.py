@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from aerec.data.encoding import latest_of_repeats, repeated_keys
+from aerec.data.options import Preprocessing
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError, EmptyDataError
 
@@ -187,12 +188,19 @@ def _compact(
     )
 
 
-def preprocess_for_model(data: Interactions, options: dict, implicit: bool) -> Interactions:
+def preprocess_for_model(data: Interactions, options: Preprocessing, implicit: bool) -> Interactions:
     """The preprocessing a run asks for: binarise (models of implicit feedback only, when
-    ``options["threshold"]`` is set), then filter by ``options["min_user"]`` / ``["min_item"]``."""
-    if implicit and data.explicit and options.get("threshold") is not None:
-        data = binarize(data, threshold=float(options["threshold"]))
-    if options.get("min_user") or options.get("min_item"):
-        data = filter_min_counts(data, min_user=int(options.get("min_user") or 0),
-                                 min_item=int(options.get("min_item") or 0))
+    ``options.threshold`` is set), then filter by ``options.min_user`` / ``options.min_item``."""
+    if implicit and data.explicit and options.threshold is not None:
+        data = binarize(data, threshold=float(options.threshold))
+    if options.min_user or options.min_item:
+        data = filter_min_counts(data, min_user=options.min_user, min_item=options.min_item)
     return data
+
+
+def split_light_users(data: Interactions, min_user: int) -> tuple[Interactions, np.ndarray]:
+    """``data`` and the rows of its users with fewer than ``min_user`` interactions (and at least
+    one): with your own data they are trained on and get recommendations, but are not held out
+    for evaluation, where too short a history has nothing to fold in or to predict."""
+    counts = np.diff(data.matrix.indptr)
+    return data, np.flatnonzero((counts > 0) & (counts < min_user)).astype(np.int64)

@@ -87,6 +87,7 @@ def strong_generalization(
     *,
     seed: int = 98765,
     test_prop: float = 0.2,
+    train_only: np.ndarray | None = None,
 ) -> Split:
     """Split users into disjoint train / validation / test groups, as Liang et al. (2018) do.
 
@@ -121,6 +122,11 @@ def strong_generalization(
         Seed of the permutation and of both per-user splits (98765 in the reference).
     test_prop : float
         Fraction of a held-out user's items that become targets, in (0, 1).
+    train_only : numpy.ndarray, optional
+        Rows of users who are never held out (your own data's users with too short a history to
+        evaluate): they join the training users after the permutation, so the held-out groups
+        are drawn from the other users exactly as without them. Counted in ``params``
+        (``users_not_evaluated``).
 
     Returns
     -------
@@ -139,13 +145,18 @@ def strong_generalization(
     _check_seed(seed)
     if isinstance(test_prop, bool) or not isinstance(test_prop, Real) or not 0 < test_prop < 1:
         raise ConfigError(f"test_prop must be a number in (0, 1), got {test_prop!r}")
-    users = np.flatnonzero(np.diff(data.matrix.indptr) > 0)
+    active = np.diff(data.matrix.indptr) > 0
+    light = np.zeros(data.n_users, bool)
+    if train_only is not None and len(train_only):
+        light[np.asarray(train_only, dtype=np.int64)] = True
+    users = np.flatnonzero(active & ~light)
     users = users[_ascending_ids(data.user_ids[users])]
     n_users = len(users)
     n_held = _resolve_n_heldout(n_heldout, n_users)
 
     users = users[np.random.RandomState(seed).permutation(n_users)]
-    train_users = users[: n_users - 2 * n_held]
+    train_users = np.concatenate([users[: n_users - 2 * n_held],
+                                  np.flatnonzero(active & light)]).astype(users.dtype)
     groups = {
         "validation": users[n_users - 2 * n_held : n_users - n_held],
         "test": users[n_users - n_held :],
@@ -159,8 +170,11 @@ def strong_generalization(
 
     params: dict = {
         "n_heldout": n_held, "seed": seed, "test_prop": float(test_prop),
-        "n_users": n_users, "n_items": len(items), "empty_users_dropped": int(data.n_users - n_users),
+        "n_users": n_users, "n_items": len(items),
+        "empty_users_dropped": int(data.n_users - active.sum()),
     }
+    if train_only is not None:
+        params["users_not_evaluated"] = int((active & light).sum())
     held: dict[str, HeldOut] = {}
     for name, group in groups.items():
         sub = data.select_users(group)

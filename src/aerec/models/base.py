@@ -34,6 +34,9 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
     Config: ClassVar[type]
     #: True for models of implicit feedback (ranked by Recall / NDCG); False for rating predictors.
     implicit: ClassVar[bool] = True
+    #: Whether a given split's refit on the whole training rows applies (False where the model
+    #: itself is chosen on the validation carve, as a blend's weights are).
+    refittable: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
         self.config = make_config(self.Config, params, owner=self.name or type(self).__name__)

@@ -94,6 +94,7 @@ class Blend(Recommender):
     """
 
     name = "blend"
+    refittable = False  # its weights are chosen on the validation carve
     Config = BlendConfig
 
     @classmethod

@@ -47,6 +47,9 @@ def restore_checkpoint(state: TrainState, path: Path, model_name: str) -> None:
         history = saved["history"]
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise TypeError("its history is not a list of epoch records")
+        if state.epoch < 0 or state.epoch != len(history):
+            raise ValueError(f"its epoch ({state.epoch}) does not match its history "
+                             f"({len(history)} epochs)")
         state.history[:] = history
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         # A checkpoint that parses but does not fit this model (another size, a field of the

@@ -33,7 +33,7 @@ import torch
 
 from aerec import distributed as dist
 from aerec.device import resolve_device
-from aerec.errors import ConfigError, TrainingDivergedError
+from aerec.errors import ConfigError, DataError, TrainingDivergedError
 from aerec.training.callbacks import Callback, ProgressBar
 from aerec.training.checkpoint import restore_checkpoint, save_checkpoint
 from aerec.training.state import Phase, TrainState
@@ -66,6 +66,10 @@ class Trainer:
     distributed : bool, optional
         Share each batch's users among the processes of ``torch.distributed``; by default when a
         process group of 2 or more is initialised.
+    stop_after : int, optional
+        End after this many epochs although the model's ``epochs`` is larger: the schedules that
+        follow ``epochs`` (Mult-VAE's automatic anneal length) stay those of the full run. The
+        refit of a given split repeats its selection run this way, up to the chosen epoch.
 
     Examples
     --------
@@ -78,8 +82,14 @@ class Trainer:
     callbacks: Sequence[Callback] = ()
     patience: int | None = None
     distributed: bool | None = None
+    stop_after: int | None = None
 
     def __post_init__(self) -> None:
+        if self.stop_after is not None and (isinstance(self.stop_after, bool)
+                                            or not isinstance(self.stop_after, int)
+                                            or self.stop_after < 1):
+            raise ConfigError(f"stop_after must be a positive whole number of epochs, got "
+                              f"{self.stop_after!r}")
         if self.patience is not None and (isinstance(self.patience, bool)
                                           or not isinstance(self.patience, int) or self.patience < 1):
             raise ConfigError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
@@ -112,16 +122,20 @@ class Trainer:
             if not path.exists():
                 raise ConfigError(f"cannot resume: no checkpoint at {path}")
             restore_checkpoint(state, path, model.name)
+            if state.epoch > cfg.epochs:
+                raise DataError(f"{path}: checkpoint after epoch {state.epoch}, but the run has "
+                                f"{cfg.epochs} epochs: not a checkpoint of this run")
         model.module_, model.device_, model.history_ = state.module, state.device, state.history
         model.stopped_early_ = False
         callbacks = list(self.callbacks)
         if self.progress and rank == 0:
             callbacks.insert(0, ProgressBar())
+        last = cfg.epochs if self.stop_after is None else min(cfg.epochs, self.stop_after)
         for callback in callbacks:
             if hasattr(callback, "on_train_begin"):
-                callback.on_train_begin(cfg.epochs, state.epoch)
+                callback.on_train_begin(last, state.epoch)
         try:
-            for epoch in range(state.epoch, cfg.epochs):
+            for epoch in range(state.epoch, last):
                 if self._patience_exhausted(state):
                     model.stopped_early_ = True
                     break
