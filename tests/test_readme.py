@@ -43,7 +43,7 @@ TESTS = "AEREC_DATA_DIR=../shared/data bash scripts/test.sh"
 
 #: README text -> what runs instead. Only ever fewer epochs: training at the paper's settings
 #: takes minutes, and the snippet is otherwise run verbatim.
-PYTHON_REWRITES = {"MultVAE()": "MultVAE(epochs=2, seed=1)"}
+PYTHON_REWRITES = {"MultVAE()": "MultVAE(epochs=2, seed=1)", '"epochs": 20': '"epochs": 2'}
 #: Added to every ``aerec train ... --out`` line, for the same reason.
 QUICK_TRAIN = ["--set", "epochs=2"]
 

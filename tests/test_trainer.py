@@ -164,3 +164,29 @@ def test_no_model_file_has_an_epoch_loop():
         assert "zero_grad" not in source and ".backward(" not in source, module.__name__
     assert all(issubclass(cls, TorchRecommender) or not hasattr(cls, "_loss")
                for cls in REGISTRY.values())
+
+
+def test_the_contract_points_one_way():
+    """The Trainer calls the models' hooks; no model calls the Trainer, and a model that does not
+    train by epochs takes no trainer it would ignore."""
+    import importlib
+    import inspect
+
+    for cls in REGISTRY.values():
+        source = inspect.getsource(importlib.import_module(cls.__module__))
+        assert "trainer.train(" not in source and "._fit_with(" not in source, cls.__module__
+        if not cls.trains_by_epochs and hasattr(cls, "_fit") and not hasattr(cls, "_fit_members"):
+            assert "trainer" not in inspect.signature(cls._fit).parameters, cls.name
+    assert REGISTRY["ease"].trains_by_epochs is False and REGISTRY["mult-vae"].trains_by_epochs
+
+
+def test_the_trainer_hands_its_result_to_the_model(data):
+    from aerec.training import TrainResult
+
+    train, val = data
+    model = Trainer(patience=2).fit(MultDAE(epochs=4, batch_size=16, device="cpu"), train, val)
+    result = model.training_
+    assert isinstance(result, TrainResult)
+    assert result.epochs_trained == len(result.history) == model.epochs_trained_ <= 4
+    assert result.best_epoch == model.best_epoch_ and result.history is model.history_
+    assert [h["epoch"] for h in result.history] == list(range(1, result.epochs_trained + 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -196,13 +197,27 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, Any] | None = N
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+        except SafetensorError as exc:
+            raise _as_os_error(exc, path) from None
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _as_os_error(exc: Exception, path: str | Path) -> Exception:
+    """safetensors reports a failed write (a full disk, a quota) as ``SafetensorError: ... (os
+    error 28)``: the :class:`OSError` it stands for, naming the file, so that the caller's one-line
+    handling of OS errors applies; any other error unchanged."""
+    found = re.search(r"os error (\d+)", str(exc))
+    if found is None:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def load_state(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -250,6 +265,8 @@ def save_csr(path: str | Path, matrix: sp.csr_matrix) -> None:
     os.close(fd)
     try:
         sp.save_npz(tmp, matrix.tocsr(), compressed=False)
+        with open(tmp, "rb") as fh:  # on disk before the rename, as the other writes
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

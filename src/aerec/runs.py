@@ -243,18 +243,20 @@ def _train_locked(layout: RunDir, *, resume: bool, callbacks: Sequence[Callback]
             trainer.fit(model, split.train, split.validation)
         except TrainingDivergedError as exc:
             diverged = exc
-            if getattr(model, "best_epoch_", None) is None:
+            if not model.trains_by_epochs or model.training_.best_epoch is None:
                 raise
-        selection = {"best_epoch": getattr(model, "best_epoch_", None),
-                     "epochs_trained": getattr(model, "epochs_trained_", None),
-                     "stopped_early": bool(getattr(model, "stopped_early_", False)),
-                     "history": getattr(model, "history_", [])}
+        result = model.training_ if model.trains_by_epochs else None
+        selection = {"best_epoch": result.best_epoch if result else None,
+                     "epochs_trained": result.epochs_trained if result else None,
+                     "stopped_early": result.stopped_early if result else False,
+                     "history": result.history if result else []}
         if refit:
             write_json(layout.selection, selection)
     history = list(selection["history"])
     if refit:
         model = _refit(spec, split, layout, selection, resume=resume, progress=progress)
-        history += [{**record, "phase": "refit"} for record in getattr(model, "history_", [])]
+        if model.trains_by_epochs:
+            history += [{**record, "phase": "refit"} for record in model.training_.history]
     total = time.perf_counter() - started
     model.save(layout.model)
     write_json(layout.history, history)
@@ -290,23 +292,55 @@ def trainer_options(training: TrainingOptions) -> dict[str, Any]:
 
 def _refit(spec: RunSpec, split: Split, layout: RunDir, selection: dict[str, Any], *,
            resume: bool, progress: bool) -> Recommender:
-    """The selection run repeated on the whole training rows (``split.test.fold_in``): the same
-    hyperparameters and seed, the schedule that resolved for the selection run pinned (so that
-    Mult-VAE's beta, say, is the same at every epoch), stopped at the epoch chosen on validation;
-    resumable from its own checkpoint."""
+    """The selection run repeated on the whole training rows (``split.test.fold_in``), with the
+    schedule recorded in ``run.json``; resumable from its own checkpoint."""
     schedule = model_of(spec).resolved_params(split.train.n_users)
-    model = spec.make_model(**{name: spec.resolved.get(name, value)
-                               for name, value in schedule.items()})
-    stop = selection["best_epoch"] or selection["epochs_trained"]
-    Trainer(checkpoint=layout.refit_checkpoint,
-            resume=resume and layout.refit_checkpoint.is_file(),
-            progress=progress, stop_after=int(stop) if stop else None).fit(
-                model, split.test.fold_in, None)
-    return model
+    return refit(model_of(spec), split.test.fold_in, selection["best_epoch"] or
+                 selection["epochs_trained"],
+                 schedule={name: spec.resolved.get(name, value) for name, value in schedule.items()},
+                 checkpoint=layout.refit_checkpoint,
+                 resume=resume and layout.refit_checkpoint.is_file(), progress=progress)
+
+
+def refit(model: Recommender, rows: Any, stop_after: int | None, *,
+          selection_users: int | None = None, schedule: dict[str, Any] | None = None,
+          **trainer_options: Any) -> Recommender:
+    """``model``'s selection run repeated on ``rows`` (a given split's whole training rows).
+
+    The same hyperparameters and seed, the schedule that resolved for the selection run pinned
+    (Mult-VAE's anneal steps: beta is the same at every epoch), stopped after ``stop_after``
+    epochs (the epoch chosen on validation). ``model`` itself is not changed.
+
+    Parameters
+    ----------
+    model : Recommender
+        The selected model (fitted or not: only its hyperparameters are used).
+    rows : Interactions or scipy.sparse.csr_matrix
+        What the refit learns from.
+    stop_after : int, optional
+        The epoch to stop at; None trains every epoch (and is the only choice of closed forms).
+    selection_users : int, optional
+        Training users of the selection run, to resolve its schedule; or give ``schedule``.
+    schedule : dict, optional
+        The resolved settings of the selection run (``run.json``'s ``resolved``).
+    **trainer_options
+        For the :class:`~aerec.training.Trainer` (checkpoint, resume, progress).
+
+    Returns
+    -------
+    Recommender
+        A new model, fitted.
+    """
+    if schedule is None:
+        schedule = model.resolved_params(selection_users) if selection_users else {}
+    again = type(model)(**{**model.get_params(), **schedule})
+    Trainer(stop_after=int(stop_after) if stop_after else None, **trainer_options).fit(
+        again, rows, None)
+    return again
 
 
 def _refit_epochs(model: Recommender) -> int | None:
-    return getattr(model, "epochs_trained_", None) if _is_torch(model) else None
+    return model.training_.epochs_trained if model.trains_by_epochs else None
 
 
 def _is_torch(model: Recommender) -> bool:

@@ -240,7 +240,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
 
 
 def _print_data_counts(run_dir: Path) -> None:
-    """One line on stderr: the users and items the run kept, and what its filters removed."""
+    """When a filter removed users or items, or users are kept out of evaluation: one line on
+    stderr with the users and items the run kept and what was removed (nothing goes silently)."""
     import sys
 
     from aerec.run_spec import RunSpec
@@ -250,6 +251,8 @@ def _print_data_counts(run_dir: Path) -> None:
     parts = [f"{r.get('training_users', 0):,} training, {r.get('validation_users', 0):,} "
              f"validation and {r.get('test_users', 0):,} test users, {r.get('items', 0):,} items"]
     pre = spec.preprocess
+    if not (r.get("users_dropped") or r.get("items_dropped") or r.get("users_not_evaluated")):
+        return
     if r.get("users_dropped") or r.get("items_dropped"):
         parts.append(f"dropped by the filters (min-user {pre.min_user}, min-item {pre.min_item}"
                      + (f", ratings above {pre.threshold:g}" if pre.threshold is not None else "")

@@ -73,7 +73,7 @@ from aerec.data.interactions import Interactions
 from aerec.models.explicit import ExplicitModel, activation, masked_squared_error, ridge_fold_in
 from aerec.models.sparse import SparseBatch
 from aerec.models.torch_base import TorchRecommender, make_adam
-from aerec.training import Trainer, TrainState
+from aerec.training import TrainState
 
 Activation = Literal["sigmoid", "identity", "tanh", "relu", "elu", "selu"]
 
@@ -194,11 +194,14 @@ class _AutoRec(ExplicitModel, TorchRecommender):
             return {"rprop": torch.optim.Rprop(module.parameters(), lr=cfg.lr)}
         return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
-    def _fit_samples(self, samples: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
-        """Train on ``samples`` (one rating vector per row)."""
+    def _training_samples(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """The rows the training loop iterates (one rating vector each): the users' rows."""
+        return self._samples(matrix)
+
+    def _samples(self, samples: sp.csr_matrix) -> sp.csr_matrix:
         self.n_samples_ = samples.shape[0]
         self.ratings_per_sample_ = samples.nnz / max(samples.shape[0], 1)
-        trainer.train(self, samples, validation)
+        return samples
 
     def _loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
         module = state.module
@@ -222,8 +225,6 @@ class UAutoRec(_AutoRec):
 
     name = "u-autorec"
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
-        self._fit_samples(matrix, validation, trainer)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         return module(batch)
@@ -240,9 +241,10 @@ class IAutoRec(_AutoRec):
     name = "i-autorec"
     uses_user_ids = True
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
+    def _training_samples(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        # I-AutoRec's samples are the items: one vector of ratings over the training users each.
         self.train_matrix_ = _canonical(matrix)
-        self._fit_samples(_canonical(matrix.T.tocsr()), validation, trainer)
+        return self._samples(_canonical(matrix.T.tocsr()))
 
     def _build(self, n_inputs: int, generator: torch.Generator) -> nn.Module:
         # The input of I-AutoRec is a vector over the training users, whatever the caller passes

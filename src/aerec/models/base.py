@@ -26,8 +26,19 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
     """Base class: hyperparameters in ``config``, ``fit`` / ``score`` / ``recommend`` / ``save``.
 
     Subclasses set ``name`` (the registry key), ``Config`` (a dataclass of hyperparameters with
-    defaults), ``implicit`` (whether the model wants binarised input) and implement ``_fit``,
-    ``_score`` and the two persistence hooks ``_get_state`` / ``_set_state``.
+    defaults), ``implicit`` (whether the model wants binarised input) and implement ``_score``,
+    the two persistence hooks ``_get_state`` / ``_set_state``, and either ``_fit`` (a closed form,
+    fitted in one call) or, for models that learn by epochs, the hooks of
+    :class:`~aerec.models.torch_base.TorchRecommender` that :class:`aerec.training.Trainer` calls.
+
+    The contract points one way: the Trainer calls the model's hooks, in this order, and the
+    model never calls the Trainer:
+
+    1. ``_begin_fit(train)``: the model records the training vocabulary; returns the data;
+    2. ``_fit(matrix, validation)`` (closed forms), ``_fit_members(matrix, validation,
+       fit_member)`` (ensembles, which fit each member with the run's options), or the training
+       loop with its hooks (``trains_by_epochs``);
+    3. ``_end_fit(data)``: the model keeps what it needs of its training users.
     """
 
     name: ClassVar[str] = ""
@@ -37,6 +48,9 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
     #: Whether a given split's refit on the whole training rows applies (False where the model
     #: itself is chosen on the validation carve, as a blend's weights are).
     refittable: ClassVar[bool] = True
+    #: Whether the model learns by epochs in the Trainer's loop (the torch models); the others
+    #: are fitted in one call of ``_fit`` and take no run options.
+    trains_by_epochs: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.config = make_config(self.Config, params, owner=self.name or type(self).__name__)
@@ -59,21 +73,24 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         """
         from aerec.training import Trainer
 
-        return self._fit_with(Trainer(), train, validation)
+        return Trainer().fit(self, train, validation)
 
-    def _fit_with(self, trainer: Any, train: Any, validation: Any) -> Recommender:
-        """``fit`` with a given :class:`~aerec.training.Trainer` (what ``Trainer.fit`` calls)."""
+    # -- the hooks Trainer.fit calls ------------------------------------------------------------
+    def _begin_fit(self, train: Any) -> Interactions:
+        """Record the training data's item vocabulary; returns the data as :class:`Interactions`."""
         data = as_interactions(train)
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items
-        self._fit(data.matrix, validation, trainer)
-        # recommend_users() for the training users (kept in memory, not saved with the model)
-        self.set_known_users(data)
-        return self
+        return data
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
-        """Learn from the CSR ``matrix``; models that train by epochs hand it to ``trainer``."""
+    def _fit(self, matrix: sp.csr_matrix, validation: Any) -> None:
+        """Learn from the CSR ``matrix`` in one call (closed-form models)."""
         raise NotImplementedError
+
+    def _end_fit(self, data: Interactions) -> None:
+        """After learning: keep the training users for ``recommend_users`` (in memory, not saved
+        with the model)."""
+        self.set_known_users(data)
 
     # -- scoring --------------------------------------------------------------------------------
     def score_tensor(self, user_items: sp.csr_matrix) -> torch.Tensor:

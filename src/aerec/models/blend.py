@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -134,7 +134,11 @@ class Blend(Recommender):
         return blend
 
     # -- fitting ------------------------------------------------------------------------------
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
+    def _fit_members(self, matrix: sp.csr_matrix, validation: Any,
+                     fit_member: Callable[[Recommender, Any, Any], Recommender]) -> None:
+        """Fit every member with ``fit_member`` (the run's Trainer, without its checkpoint, so
+        that its progress bar, callbacks and early stopping reach the members that train by
+        epochs), then choose the weights on ``validation``."""
         from aerec.models import get_model_class
 
         members = []
@@ -143,9 +147,7 @@ class Blend(Recommender):
             has_device = "device" in cls.Config.__dataclass_fields__
             members.append(cls(**({"device": self.config.device} if has_device else {})))
         for member in members:
-            # The run's progress bar, callbacks and early stopping reach the members that train
-            # by epochs; the blend's checkpoint is not theirs.
-            trainer.for_members().fit(member, matrix, validation)
+            fit_member(member, matrix, validation)
             member.item_ids_ = self.item_ids_  # the raw ids, which fit() saw only as a matrix
         self.members_ = members
         self._set_weights(validation)

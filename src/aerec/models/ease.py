@@ -353,7 +353,7 @@ class EASE(Recommender):
     name = "ease"
     Config = EASEConfig
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, trainer: Any = None) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None) -> None:
         # Binarise: EASE's Gram matrix is of the 0/1 interaction matrix.
         x = matrix.copy()
         x.data = (x.data != 0).astype(np.float32)

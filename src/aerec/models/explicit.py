@@ -177,8 +177,8 @@ class ExplicitModel:
     #: Users predicted per call of the network when evaluating.
     predict_batch_size: ClassVar[int] = 1024
 
-    def _fit_with(self, trainer: Any, train: Any, validation: Any):
-        """Record the rating statistics of ``train``, then fit as the base class does."""
+    def _begin_fit(self, train: Any) -> Interactions:
+        """Record the rating statistics of ``train``, then its vocabulary as the base class does."""
         train = as_interactions(train)
         matrix = train.matrix
         if matrix.nnz == 0:
@@ -188,7 +188,7 @@ class ExplicitModel:
         self.global_mean_ = float(values.mean())
         self.item_counts_ = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.int64)
         self.user_ids_ = np.asarray(train.user_ids, dtype=str)
-        return super()._fit_with(trainer, train, validation)
+        return super()._begin_fit(train)
 
     # -- prediction -----------------------------------------------------------------------------
     def score_tensor(self, user_items: sp.csr_matrix) -> torch.Tensor:

@@ -117,14 +117,16 @@ class BiasedMF(ExplicitModel, TorchRecommender):
             return {"sgd": torch.optim.SGD(module.parameters(), lr=cfg.lr)}
         return {"adam": make_adam(module.parameters(), lr=cfg.lr)}
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Any) -> None:
+    def _training_samples(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        # The batches are ratings (see _batches), kept for the time of the training only.
         coo = matrix.tocoo()
         self._ratings = (coo.row.astype(np.int64), coo.col.astype(np.int64),
                          coo.data.astype(np.float32))
-        try:
-            trainer.train(self, matrix, validation)
-        finally:
-            del self._ratings
+        return matrix
+
+    def _end_training(self, result: Any) -> None:
+        self.__dict__.pop("_ratings", None)
+        super()._end_training(result)
 
     def _batches(self, state: TrainState, matrix: sp.csr_matrix):
         """An epoch is a pass over the training *ratings* in a random order: each batch is

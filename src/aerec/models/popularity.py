@@ -34,7 +34,7 @@ class Popularity(Recommender):
     name = "popularity"
     Config = PopularityConfig
 
-    def _fit(self, matrix: sp.csr_matrix, validation: Any = None, trainer: Any = None) -> None:
+    def _fit(self, matrix: sp.csr_matrix, validation: Any = None) -> None:
         # Count users, not the sum of values: with explicit input a 5-star item is not "more
         # popular" than one rated 1 by as many users.
         counts = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)

@@ -25,7 +25,7 @@ from aerec.device import resolve_device
 from aerec.hardware import autocast
 from aerec.models.base import Recommender
 from aerec.models.sparse import SparseBatch, TorchCSR
-from aerec.training import Phase, Trainer, TrainState
+from aerec.training import Phase, TrainResult, TrainState
 
 #: Arithmetic of the matrix products: fp32, or bf16 operands under autocast (softmax, losses and
 #: the optimiser stay fp32).
@@ -59,6 +59,7 @@ class TorchRecommender(Recommender):
     validation_ks: ClassVar[tuple[int, ...]] = (100,)
     #: Whether the model trains data-parallel (each process takes a share of every batch).
     supports_distributed: ClassVar[bool] = True
+    trains_by_epochs: ClassVar[bool] = True
 
     # -- what a subclass supplies ---------------------------------------------------------------
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
@@ -85,9 +86,24 @@ class TorchRecommender(Recommender):
         """The updates of one batch, as ``(loss, figures)``: by default one, on ``_loss``."""
         yield self._loss(state, batch)
 
-    # -- training -------------------------------------------------------------------------------
-    def _fit(self, matrix: sp.csr_matrix, validation: Any, trainer: Trainer) -> None:
-        trainer.train(self, matrix, validation)
+    # -- the hooks of the training loop (called by aerec.training.Trainer, in this order) -------
+    def _training_samples(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """The matrix whose rows the loop iterates (by default the users' rows)."""
+        return matrix
+
+    def _begin_training(self, state: TrainState, samples_shape: tuple[int, int]) -> None:
+        """Before the first epoch: adopt the network, device and history of the loop's state (so
+        that validation scores with the current weights) and the training shape (Mult-VAE's
+        anneal length depends on the number of samples)."""
+        self.train_matrix_shape_ = samples_shape
+        self.module_, self.device_, self.history_ = state.module, state.device, state.history
+
+    def _end_training(self, result: TrainResult) -> None:
+        """After the last epoch (also after an interruption): keep the loop's result."""
+        self.training_ = result
+        self.best_epoch_ = result.best_epoch
+        self.epochs_trained_ = result.epochs_trained
+        self.stopped_early_ = result.stopped_early
 
     def _batches(
         self, state: TrainState, matrix: sp.csr_matrix

@@ -6,7 +6,8 @@ data-parallel sharding, the progress bar, callbacks). See ``docs/training.md``.
 """
 
 from aerec.training.callbacks import Callback, ProgressBar, TensorBoardLogger
-from aerec.training.state import Phase, TrainState
+from aerec.training.state import Phase, TrainResult, TrainState
 from aerec.training.trainer import Trainer
 
-__all__ = ["Callback", "Phase", "ProgressBar", "TensorBoardLogger", "TrainState", "Trainer"]
+__all__ = ["Callback", "Phase", "ProgressBar", "TensorBoardLogger", "TrainResult", "TrainState",
+           "Trainer"]

@@ -35,6 +35,29 @@ class TrainState:
 
 
 @dataclass(frozen=True)
+class TrainResult:
+    """What one training of the loop gave (handed to the model's ``_end_training`` hook).
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per epoch: the training figures, the validation figures, the seconds.
+    best_epoch : int or None
+        The epoch (1-based) with the best validation figure, whose weights the model keeps;
+        None without validation (the last epoch's weights are kept).
+    epochs_trained : int
+        Epochs run, those of a resumed checkpoint included.
+    stopped_early : bool
+        Whether early stopping ended the run before its last epoch.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    epochs_trained: int
+    stopped_early: bool
+
+
+@dataclass(frozen=True)
 class Phase:
     """One pass over the training data within an epoch.
 

@@ -36,7 +36,7 @@ from aerec.device import resolve_device
 from aerec.errors import ConfigError, DataError, TrainingDivergedError
 from aerec.training.callbacks import Callback, ProgressBar
 from aerec.training.checkpoint import restore_checkpoint, save_checkpoint
-from aerec.training.state import Phase, TrainState
+from aerec.training.state import Phase, TrainResult, TrainState
 
 if TYPE_CHECKING:  # the models import this module, not the other way round
     from aerec.models.base import Recommender
@@ -100,21 +100,37 @@ class Trainer:
     def fit(self, model: Recommender, train: Any, validation: Any = None) -> Recommender:
         """Fit ``model`` on ``train`` (selecting on ``validation``) with this trainer's settings.
 
-        Closed-form models (EASE, popularity) are fitted as ``model.fit`` does; the run options
-        apply to the models that train by epochs. Returns ``model``.
+        The Trainer calls the model's hooks, one way (see :class:`~aerec.models.base.Recommender`):
+        ``_begin_fit``; then the loop (:meth:`train`) for a model that learns by epochs, its
+        ``_fit_members`` for an ensemble (each member fitted with these settings, without the
+        checkpoint), or its ``_fit`` for a closed form (which takes no run options); then
+        ``_end_fit``. The loop's :class:`~aerec.training.TrainResult` is the model's
+        ``training_``. Returns ``model``.
         """
-        return model._fit_with(self, train, validation)
+        data = model._begin_fit(train)
+        if model.trains_by_epochs:
+            self.train(model, model._training_samples(data.matrix), validation)
+        elif hasattr(model, "_fit_members"):
+            model._fit_members(data.matrix, validation, self.for_members().fit)
+        else:
+            model._fit(data.matrix, validation)
+        model._end_fit(data)
+        return model
 
     def for_members(self) -> Trainer:
         """The settings for the members of an ensemble: no checkpoint of their own."""
         return replace(self, checkpoint=None, resume=False)
 
-    def train(self, model: TorchRecommender, matrix: sp.csr_matrix, validation: Any = None) -> None:
-        """The loop: train ``model`` on ``matrix`` (rows are the samples) epoch by epoch."""
+    def train(self, model: TorchRecommender, matrix: sp.csr_matrix,
+              validation: Any = None) -> TrainResult:
+        """The loop: train ``model`` on ``matrix`` (rows are the samples) epoch by epoch.
+
+        Calls the model's ``_begin_training(state, shape)`` before the first epoch and
+        ``_end_training(result)`` after the last (also when interrupted). Returns the result.
+        """
         cfg = model.config
         if self.patience is not None and validation is None:
             raise ConfigError("early stopping (patience) needs validation data to watch")
-        model.train_matrix_shape_ = matrix.shape
         rank, world_size = self._world(model)
         state = initial_state(model, matrix.shape[1], rank=rank, world_size=world_size)
         if self.resume:
@@ -125,8 +141,8 @@ class Trainer:
             if state.epoch > cfg.epochs:
                 raise DataError(f"{path}: checkpoint after epoch {state.epoch}, but the run has "
                                 f"{cfg.epochs} epochs: not a checkpoint of this run")
-        model.module_, model.device_, model.history_ = state.module, state.device, state.history
-        model.stopped_early_ = False
+        model._begin_training(state, matrix.shape)
+        stopped_early = False
         callbacks = list(self.callbacks)
         if self.progress and rank == 0:
             callbacks.insert(0, ProgressBar())
@@ -137,7 +153,7 @@ class Trainer:
         try:
             for epoch in range(state.epoch, last):
                 if self._patience_exhausted(state):
-                    model.stopped_early_ = True
+                    stopped_early = True
                     break
                 started = time.perf_counter()
                 state.module.train()
@@ -160,11 +176,12 @@ class Trainer:
             if state.best_weights is not None:
                 state.module.load_state_dict(state.best_weights)
             state.module.eval()
-            model.best_epoch_ = state.best_epoch
-            model.epochs_trained_ = state.epoch
+            result = TrainResult(state.history, state.best_epoch, state.epoch, stopped_early)
+            model._end_training(result)
             for callback in callbacks:
                 if hasattr(callback, "on_train_end"):
                     callback.on_train_end()
+        return result
 
     # -- one epoch ------------------------------------------------------------------------------
     def _train_epoch(self, model: TorchRecommender, state: TrainState,
