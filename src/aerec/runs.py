@@ -34,16 +34,28 @@ def load_source(data: dict[str, Any]) -> tuple[Interactions, Interactions | None
     from aerec.data import readers
     from aerec.data.datasets import load_dataset
 
+    from aerec.data.item_table import read_item_table, with_item_names
+
     if data.get("dataset"):
-        return load_dataset(data["dataset"], data_dir=data.get("data_dir")), None
-    fmt = data.get("format") or "auto"
-    train = readers.read_file(data["train"], fmt, **data.get("columns", {}))
-    test = None
-    if data.get("test"):
-        test_kwargs = dict(data.get("columns", {}))
-        if fmt == "lightgcn":
-            test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
-        test = readers.read_file(data["test"], fmt, **test_kwargs)
+        if data.get("duplicates"):
+            raise ConfigError("--duplicates applies to files of interactions, not to a data set")
+        train, test = load_dataset(data["dataset"], data_dir=data.get("data_dir")), None
+    else:
+        fmt = data.get("format") or "auto"
+        # --duplicates: the table readers' duplicates= (the other formats refuse it)
+        options = {**data.get("columns", {}),
+                   **({"duplicates": data["duplicates"]} if data.get("duplicates") else {})}
+        train = readers.read_file(data["train"], fmt, **options)
+        test = None
+        if data.get("test"):
+            test_kwargs = dict(options)
+            if fmt == "lightgcn":
+                test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
+            test = readers.read_file(data["test"], fmt, **test_kwargs)
+    if data.get("item_table"):  # --item-table: names of one's own items
+        names = read_item_table(data["item_table"])
+        train = with_item_names(train, names)
+        test = None if test is None else with_item_names(test, names)
     return train, test
 
 

@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--item-col", help="item column (csv/tsv/parquet)")
     src.add_argument("--rating-col", help="rating column (csv/tsv/parquet)")
     src.add_argument("--timestamp-col", help="timestamp column (csv/tsv/parquet)")
+    src.add_argument("--duplicates", choices=("last", "sum", "max", "error"),
+                     help="what a (user, item) pair on several lines becomes (csv/tsv/parquet): "
+                     "its latest line (default, with a warning), the sum or the maximum of its "
+                     "values, or an error")
+    src.add_argument("--item-table", metavar="FILE",
+                     help="items table (.csv/.tsv/.parquet): an id column and a name column "
+                     "(name, title, ...); the names show in recommendations and the demo page")
     pre = p.add_argument_group("preprocessing and split")
     pre.add_argument("--min-rating", type=float, default=None,
                      help="implicit models keep ratings above this (default 3.5, the paper's)")
@@ -127,6 +134,10 @@ def spec_from_args(args: argparse.Namespace) -> dict:
                 "test": str(Path(args.test).resolve()) if args.test else None,
                 "format": args.format, "columns": columns}
         kind = args.split or ("strong" if args.data else "given")
+    if args.duplicates:
+        data["duplicates"] = args.duplicates
+    if args.item_table:
+        data["item_table"] = str(Path(args.item_table).resolve())
     _check_number("--seed", args.seed, low=0, high=2**32 - 1)
     split: dict = {"kind": kind, "seed": args.seed}
     if kind == "strong":
