@@ -502,3 +502,25 @@ def test_duplicates_go_with_files_not_data_sets(capsys, tmp_path):
                            "--model", "ease", "--out", tmp_path / "R")
     assert code == 2 and "--duplicates applies to files of interactions" in err
     assert not (tmp_path / "R" / "run.json").exists()
+
+
+def test_a_date_time_after_integer_timestamps_names_its_line(tmp_path):
+    (tmp_path / "t.csv").write_text("user,item,timestamp\na,x,5\nb,y,2026-01-01\n")
+    with pytest.raises(ParseError, match="timestamp '2026-01-01' is not an integer") as info:
+        read_table(tmp_path / "t.csv")
+    assert info.value.line == 3
+
+
+@pytest.mark.parametrize("counts, message", [([1, 2], "must be a list of 60 counts"),
+                                             ([-1] * N_ITEMS, "must hold non-negative integers")])
+def test_damaged_item_counts_in_model_json_are_one_line(saved_dae, tmp_path, counts, message):
+    import shutil
+
+    _, path = saved_dae
+    copy = tmp_path / "M"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["item_counts"] = counts
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"field 'item_counts': {message}"):
+        Recommender.load(copy)

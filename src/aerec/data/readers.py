@@ -238,8 +238,23 @@ def read_table(
         raise ConfigError(f"sep must be one character, got {sep!r}")
     columns = _header_columns(path, sep, "utf-8")
     fields = detect_columns(columns, source=str(path), **named)
+    text_times = fields.timestamp is not None and not _integer_first(
+        path, sep, columns.index(fields.timestamp))
     return _read_delimited(_Delimited(path, sep, columns, header=True, fields=fields,
-                                      int_ids=False, text_times=True, duplicates=duplicates))
+                                      int_ids=False, text_times=text_times,
+                                      duplicates=duplicates))
+
+
+def _integer_first(path: Path, sep: str, position: int) -> bool:
+    """Whether the first data line's field at ``position`` is an integer (or there is none).
+
+    Integer timestamps are parsed by pandas' C parser, ten times faster than text turned into
+    seconds afterwards; only a column that starts with a date-time is read as text.
+    """
+    for line, fields in _records(_text_lines(path, "utf-8"), sep):
+        if line > 1:
+            return position >= len(fields) or _INT.fullmatch(fields[position].strip()) is not None
+    return True
 
 
 def read_lightgcn(
