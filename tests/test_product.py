@@ -146,7 +146,7 @@ def test_a_model_directory_is_served(saved_dae, model_client):
     model, path = saved_dae
     health = model_client.get("/health").json()
     assert health["n_users"] == 0 and health["n_items"] == N_ITEMS
-    assert health["dataset"] == f"model {path.name}"
+    assert health["dataset"] == f"{path.name} (model directory)"
     body = model_client.post("/recommend", json={"items": [sku(1), sku(2)], "n": 5}).json()
     assert [r["item"] for r in body["recommendations"]] == \
         model.recommend_items([sku(1), sku(2)], n=5)["item"].tolist()

@@ -65,14 +65,16 @@ class ModelSource:
         return self.split.train.n_users if self.split is not None else 0
 
     def item_counts(self) -> np.ndarray:
-        """Training users per item: the run's training rows, else what the model saved (zeros
-        for a model saved before the counts were kept)."""
+        """Training users per item, as the model saved them (the rows it learned, so they match
+        its popularity fallback); for a model saved before the counts were kept, the run's
+        training rows, or zeros."""
+        counts = getattr(self.model, "item_counts_", None)
+        if counts is not None:
+            return np.asarray(counts, np.int64)
         if self.split is not None:
             matrix = self.split.train.matrix
             return np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.int64)
-        counts = getattr(self.model, "item_counts_", None)
-        return (np.zeros(self.model.n_items_, np.int64) if counts is None
-                else np.asarray(counts, np.int64))
+        return np.zeros(self.model.n_items_, np.int64)
 
     def dataset(self) -> str:
         """A short name of the data: the run's data set or file, else the model directory's name."""
@@ -80,7 +82,7 @@ class ModelSource:
             from aerec.reports import dataset_name
 
             return dataset_name(self.spec)
-        return f"model {self.path.name}"
+        return f"{self.path.name} (model directory)"
 
     def require_run(self, what: str) -> Split:
         """The split, or a one-line error saying that ``what`` needs a run directory."""
