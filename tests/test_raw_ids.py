@@ -88,7 +88,7 @@ def test_unknown_ids_are_reported_and_dropped(ease):
         frame = ease.recommend_items(["100", "nope"], n=3, exclude=["gone", "101"],
                                      allow=["101", "102", "103", "104", "zz"])
     assert frame.attrs == {"unknown_items": ["nope"], "unknown_exclude": ["gone"],
-                           "unknown_allow": ["zz"]}
+                           "unknown_allow": ["zz"], "fallback": None}
     assert sorted(frame["item"]) == ["102", "103", "104"]  # 101 excluded, 100 the history
     with pytest.raises(DataError, match="no id of the history is a known item.*nope, 42"):
         ease.recommend_items(["nope", 42], n=3)

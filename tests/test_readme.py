@@ -161,16 +161,26 @@ def test_quickstart_runs(tmp_path):
 # -- snippets and commands ------------------------------------------------------------------------
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_block_runs(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_my_csv(tmp_path)
+    run_python_block(index)
+
+
+def run_python_block(index: int) -> None:
+    """Run one python block in the current folder, then the inline calls on its names."""
     code = blocks("python")[index]
     for text, replacement in PYTHON_REWRITES.items():
         code = code.replace(text, replacement)
-    monkeypatch.chdir(tmp_path)
-    write_my_csv(tmp_path)
     namespace = {"__name__": "__readme__"}
     exec(compile(code, f"README.md, python block {index + 1}", "exec"), namespace)
     # The calls the prose names in inline code right after the block (save, load) work on its model.
     for call in inline_calls(namespace):
         eval(call, namespace)
+
+
+#: The folder the README's Python saves a model to; a bash block naming it runs after the python
+#: blocks, in their folder.
+SAVED_MODEL = "my-model"
 
 
 def inline_calls(namespace: dict) -> list[str]:
@@ -196,6 +206,10 @@ def test_bash_block_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AEREC_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)
     write_my_csv(tmp_path)
+    if any(SAVED_MODEL in argv for argv in lines):
+        for k in range(len(blocks("python"))):
+            run_python_block(k)
+        assert (tmp_path / SAVED_MODEL / "model.json").is_file()
     skipped = []
     for argv in lines:
         if argv[:2] == ["pip", "install"]:

@@ -315,7 +315,7 @@ def test_serve_command_refuses_a_missing_run(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert "no such run directory" in err and "Traceback" not in err
+    assert "no such run or model directory" in err and "Traceback" not in err
 
 
 def _free_port() -> int:
@@ -359,7 +359,7 @@ def test_a_lone_surrogate_in_an_item_id_is_a_422_not_a_500(client):
 
 def test_any_unicode_id_comes_back_unknown_and_intact(client):
     odd = ["\u00e9t\u00e9", "\U0001f3ac", "a\u0000b", "\u202eevil", "50:4:x", "50:4"]
-    body = client.post("/recommend", json={"items": odd, "n": 2}).json()
+    body = client.post("/recommend", json={"items": [*odd, "100"], "n": 2}).json()
     assert body["unknown_items"] == [*odd[:5], "50"]
 
 
@@ -434,7 +434,8 @@ def test_ml100k_fold_runs_keep_their_titles(shared_data_dir):
     from aerec.serving.catalog import Catalog
 
     split = canonical_fold(shared_data_dir / "ml-100k", "u1")
-    catalog = Catalog(split.train.item_ids, split.train.item_titles, split.train.matrix)
+    counts = np.bincount(split.train.matrix.indices, minlength=split.train.n_items)
+    catalog = Catalog(split.train.item_ids, split.train.item_titles, counts)
     found = [i["title"] for i in catalog.search("star", 20)]
     assert "Star Wars (1977)" in found
 
@@ -537,7 +538,8 @@ def test_an_allow_list_without_a_known_item_gives_an_empty_answer_that_says_why(
                                                "exclude": ["gone"]})
     assert response.status_code == 200
     assert response.json() == {"recommendations": [], "unknown_items": [], "note": NOTHING_ALLOWED,
-                               "unknown_exclude": ["gone"], "unknown_allow": allow}
+                               "unknown_exclude": ["gone"], "unknown_allow": allow,
+                               "fallback": None}
 
 
 def test_user_filters_come_as_query_parameters(client, model, run_dir):

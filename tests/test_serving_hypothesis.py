@@ -77,7 +77,7 @@ def test_recommend_never_fails_on_random_bodies(client, body, content_type):
     if response.status_code == 200:
         answer = response.json()
         assert set(answer) == {"recommendations", "unknown_items", "unknown_exclude",
-                               "unknown_allow", "note"}
+                               "unknown_allow", "note", "fallback"}
 
 
 @SETTINGS

@@ -62,6 +62,11 @@ class EmptyDataError(DataError):
     """No interactions are left (an empty file, or everything filtered away)."""
 
 
+class EmptyHistoryError(DataError):
+    """A history to recommend for holds no item the model knows (it is empty, or every id is
+    unknown). Recommending anyway needs an explicit fallback (``fallback="popularity"``)."""
+
+
 class DownloadError(AerecError):
     """A data set could not be downloaded, verified or extracted."""
 

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from aerec.errors import DataError
+from aerec.file_modes import new_file_mode
 
 _TENSOR_KEY = "__tensor__"
 #: The largest JSON file aerec reads. The biggest it writes are a split's ``ids.json`` and a
@@ -35,7 +36,10 @@ _EXPECTED = {**_JSON_TYPES, int: "an integer"}
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The file gets the mode any new file gets under the umask (:func:`new_file_mode`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -44,6 +48,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -203,6 +208,7 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, Any] | None = N
             raise _as_os_error(exc, path) from None
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -267,6 +273,7 @@ def save_csr(path: str | Path, matrix: sp.csr_matrix) -> None:
         sp.save_npz(tmp, matrix.tocsr(), compressed=False)
         with open(tmp, "rb") as fh:  # on disk before the rename, as the other writes
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -36,15 +36,27 @@ def load_source(source: DataSource) -> tuple[Interactions, Interactions | None]:
     from aerec.data import readers
     from aerec.data.datasets import load_dataset
 
+    from aerec.data.item_table import read_item_table, with_item_names
+
     if source.dataset is not None:
-        return load_dataset(source.dataset, data_dir=source.data_dir), None
-    train = readers.read_file(source.train, source.format, **source.columns)
-    test = None
-    if source.test is not None:
-        test_kwargs = dict(source.columns)
-        if source.format == "lightgcn":
-            test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
-        test = readers.read_file(source.test, source.format, **test_kwargs)
+        if source.duplicates:
+            raise ConfigError("--duplicates applies to files of interactions, not to a data set")
+        train, test = load_dataset(source.dataset, data_dir=source.data_dir), None
+    else:
+        # --duplicates: the table readers' duplicates= (the other formats refuse it)
+        options = {**source.columns,
+                   **({"duplicates": source.duplicates} if source.duplicates else {})}
+        train = readers.read_file(source.train, source.format, **options)
+        test = None
+        if source.test is not None:
+            test_kwargs = dict(options)
+            if source.format == "lightgcn":
+                test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
+            test = readers.read_file(source.test, source.format, **test_kwargs)
+    if source.item_table:  # --item-table: names of one's own items
+        names = read_item_table(source.item_table)
+        train = with_item_names(train, names)
+        test = None if test is None else with_item_names(test, names)
     return train, test
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from aerec.config import make_config
+from aerec.config import config_to_dict, make_config
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.extras import require
@@ -125,7 +125,7 @@ def make_objective(model_cls: type[Recommender], train: Any, validation: HeldOut
                                       "process": _PROCESS_TOKEN})
         params = {**space(_PinnedTrial(trial, pinned)), **pinned}
         model = model_cls(**params)
-        trial.set_user_attr("params", model.get_params())
+        trial.set_user_attr("params", config_to_dict(model.config))  # JSON, as stored on disk
 
         def report(record: dict[str, Any]) -> None:
             value = record.get(key)

@@ -1,4 +1,7 @@
-"""``aerec export RUN_DIR --format onnx --out FILE``: a model's scoring, for other runtimes."""
+"""``aerec export DIR --format onnx --out FILE``: a model's scoring, for other runtimes.
+
+``DIR`` is a run directory or a model directory saved from Python (:mod:`aerec.model_source`).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ FORMATS = ("onnx",)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="export a model's fold-in scoring (ONNX)",
-        description="Write the run's model as an ONNX graph: a dense float32 batch of histories "
+        description="Write the model of a run directory (aerec train) or a model directory "
+        "(model.save in Python) as an ONNX graph: a dense float32 batch of histories "
         "(batch x items, columns in the model's item order, stored in the file's metadata) in, "
         "item scores out. Needs the onnx extra: pip install 'aerec[onnx]'.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="file to write, e.g. model.onnx")
     p.set_defaults(handler=run)
@@ -25,15 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: they bring in torch, which `aerec --help` should not wait for.
-    from aerec.models import Recommender
+    from aerec.model_source import open_model_source
     from aerec.onnx_export import export_onnx
-    from aerec.run_dir import RunDir
 
     out = Path(args.out)
     _check_writable(out)
-    run = RunDir(args.run_dir)
-    run.read_spec()  # a one-line error when RUN_DIR is not a run
-    model = Recommender.load(run.model, device="cpu")
+    model = open_model_source(args.run_dir, device="cpu").model
     export_onnx(model, out)  # an OSError while writing: aerec.cli.main says it in one line
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {model.name}, "
           f"input 'history' (batch x {model.n_items_}), output 'scores'")

@@ -1,4 +1,8 @@
-"""``aerec recommend RUN_DIR``: top-n items for a known user or for any list of items."""
+"""``aerec recommend DIR``: top-n items for a known user or for any list of items.
+
+``DIR`` is a run directory, or a model directory saved from Python (``model.save``), which keeps
+no users and so answers ``--items`` only (:mod:`aerec.model_source`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,18 @@ import sys
 
 from aerec.errors import ConfigError
 
+#: --fallback's choices (aerec.models.raw_ids.FALLBACKS, which imports torch: not at --help)
+FALLBACKS = ("popularity",)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recommend", help="recommend items for a user or an item history",
         description="Print the top items for a user of the run (--user) or for a history the "
-        "model never saw (--items, folded in without retraining).",
+        "model never saw (--items, folded in without retraining). DIR is a run directory "
+        "(aerec train) or a model directory (model.save in Python; --items only).",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="DIR")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="ID", help="raw id of a user in the run's data")
     who.add_argument("--items", metavar="ID,ID,...",
@@ -35,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-file", metavar="FILE", help="items never recommended, one id a line")
     p.add_argument("--allow-file", metavar="FILE",
                    help="the only items that may be recommended, one id a line")
+    p.add_argument("--fallback", choices=FALLBACKS,
+                   help="what a history with no known item gets: by default an error; "
+                   "popularity: the items most training users had, marked as such")
     p.add_argument("--quiet", action="store_true", help="no progress bar when writing --out")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(handler=run)
@@ -43,39 +54,54 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # torch: imported by the handler, not by --help
     from aerec.histories import finite_top, history_from_items, known_user_history
-    from aerec.runs import load_run
+    from aerec.model_source import open_model_source
+    from aerec.models.raw_ids import empty_history_error
 
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
     export = args.all_users or args.users is not None
     if export != (args.out is not None):
         raise ConfigError("--out goes with --all-users or --users (and they need it)")
-    _, split, model = load_run(args.run_dir, device=args.device)
-    filt = _item_filter(args, model)
+    source = open_model_source(args.run_dir, device=args.device)
+    model = source.model
     if export:
-        return _export(args, model, split, filt)
+        what = "--all-users" if args.all_users else f"--users {args.users}"
+        split = source.require_run(what)
+        return _export(args, model, split, _item_filter(args, model))
+    if args.user is not None:
+        source.require_run("--user")
+    filt = _item_filter(args, model)
     unknown: list[str] = []
     if args.user is not None:
         # the user's whole row (training and validation items), all excluded from the answer
-        history = known_user_history(split, args.user)
+        history = known_user_history(source.split, args.user)
     else:
         ids = [i.strip() for i in args.items.split(",") if i.strip()]
         if not ids:
             raise ConfigError("--items needs at least one item id")
         history, unknown = history_from_items(model, ids)
-    top, scores = model.recommend_filtered(history, n=args.n, item_filter=filt)
+    fallback = args.fallback if history.nnz == 0 else None
+    if history.nnz == 0 and fallback is None:
+        raise empty_history_error(unknown, hint="--fallback popularity")
+    if fallback is None:
+        top, scores = model.recommend_filtered(history, n=args.n, item_filter=filt)
+    else:
+        top, scores = model.recommend_popular(args.n, filt)
     top, scores = finite_top(top[0], scores[0])
-    titles = split.train.item_titles
+    titles = source.titles
     rows = [{"item": str(model.item_ids_[i]), "score": float(s),
              "title": titles.get(str(model.item_ids_[i]), "")}
             for i, s in zip(top.tolist(), scores.tolist())]
     if args.json:
         # allow_nan=False: a non-finite score must fail loudly, never print bare NaN
-        print(json.dumps({"recommendations": rows, "unknown_items": unknown}, indent=2,
-                         allow_nan=False))
+        print(json.dumps({"recommendations": rows, "unknown_items": unknown,
+                          "fallback": fallback}, indent=2, allow_nan=False))
         return 0
     if unknown:
         print(f"unknown items ignored: {', '.join(unknown)}")
+    if fallback is not None:
+        print(f"no item of the history is known to the model: the most popular items instead "
+              f"(--fallback {fallback}; the score is the number of training users)")
     print(f"{'rank':>4} {'item':>8}  {'score':>9}  title")
     for rank, row in enumerate(rows, 1):
         print(f"{rank:>3}. {row['item']:>8}  {row['score']:9.4f}  {row['title']}")

@@ -1,4 +1,7 @@
-"""``aerec serve RUN_DIR``: the HTTP recommendation service and its demo page (``aerec[serve]``)."""
+"""``aerec serve DIR``: the HTTP recommendation service and its demo page (``aerec[serve]``).
+
+``DIR`` is a run directory or a model directory saved from Python (:mod:`aerec.model_source`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from aerec.extras import require
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="serve a run's model over HTTP, with a demo page",
-        description="Load RUN_DIR's model once and answer recommendation requests over HTTP: "
+        "serve", help="serve a model over HTTP, with a demo page",
+        description="Load DIR's model once (a run directory, or a model directory saved with "
+        "model.save, which keeps no users) and answer recommendation requests over HTTP: "
         "POST /recommend, GET /users/ID/recommendations, GET /items?q=, GET /health; the demo "
         "page is at / and the API documentation at /docs. Needs: pip install 'aerec[serve]'.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")

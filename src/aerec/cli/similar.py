@@ -1,4 +1,7 @@
-"""``aerec similar RUN_DIR --item ID``: the items a trained model finds most similar to an item."""
+"""``aerec similar DIR --item ID``: the items a trained model finds most similar to an item.
+
+``DIR`` is a run directory or a model directory saved from Python (:mod:`aerec.model_source`).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from aerec.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "similar", help="items similar to an item",
-        description="Print the items a run's model finds most similar to each given item (never "
-        "the item itself). What 'similar' means depends on the model: the output names it.",
+        description="Print the items a model finds most similar to each given item (never "
+        "the item itself). What 'similar' means depends on the model: the output names it. "
+        "DIR is a run directory (aerec train) or a model directory (model.save in Python).",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--item", metavar="ID[,ID...]", action="append", required=True,
                    help="raw item id(s); repeat the option or separate ids by commas")
     p.add_argument("-n", type=int, default=10, help="similar items per item (default 10)")
@@ -25,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: they bring in torch, which `aerec --help` should not wait for.
     from aerec.models.similarity import similarity_definition
-    from aerec.runs import load_run
+    from aerec.model_source import open_model_source
 
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
@@ -33,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         i.strip() for entry in args.item for i in entry.split(",") if i.strip()))
     if not ids:
         raise ConfigError("--item needs at least one item id")
-    _, split, model = load_run(args.run_dir, device=args.device)
-    titles = split.train.item_titles
+    source = open_model_source(args.run_dir, device=args.device)
+    model, titles = source.model, source.titles
     frame = model.similar_items(ids, n=args.n, titles=titles)
     definition = similarity_definition(model)
     if args.json:

@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--item-col", help="item column (csv/tsv/parquet)")
     src.add_argument("--rating-col", help="rating column (csv/tsv/parquet)")
     src.add_argument("--timestamp-col", help="timestamp column (csv/tsv/parquet)")
+    src.add_argument("--duplicates", choices=("last", "sum", "max", "error"),
+                     help="what a (user, item) pair on several lines becomes (csv/tsv/parquet): "
+                     "its latest line (default, with a warning), the sum or the maximum of its "
+                     "values, or an error")
+    src.add_argument("--item-table", metavar="FILE",
+                     help="items table (.csv/.tsv/.parquet): an id column and a name column "
+                     "(name, title, ...); the names show in recommendations and the demo page")
     pre = p.add_argument_group("preprocessing and split")
     pre.add_argument("--min-rating", type=float, default=None,
                      help="implicit models keep ratings above this (default 3.5, the paper's)")
@@ -110,7 +117,7 @@ _RUN_OPTIONS = {
     "--validation-fraction": "validation_fraction", "--test-fraction": "test_fraction",
     "--cutoff": "cutoff", "--seed": "seed", "--model": "model", "--set": "set",
     "--beta-search": "beta_search", "--out": "out", "--patience": "patience", "--refit": "refit",
-    "--overwrite": "overwrite",
+    "--overwrite": "overwrite", "--duplicates": "duplicates", "--item-table": "item_table",
 }
 #: Training options that are not hyperparameters: refused in --set, with the flag to use.
 _TRAINING_FLAGS = {"patience": "--patience N", "refit": "--refit true|false"}
@@ -138,7 +145,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     refit = None if args.refit is None else args.refit == "true"
     return RunSpec.create(
         args.model, args.data, train=args.train, test=args.test, format=args.format,
-        columns=columns, data_dir=args.data_dir, params=params, split=args.split,
+        columns=columns, duplicates=args.duplicates, item_table=args.item_table,
+        data_dir=args.data_dir, params=params, split=args.split,
         seed=args.seed, heldout=args.heldout, validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction, cutoff=args.cutoff, min_rating=args.min_rating,
         min_user=args.min_user, min_item=args.min_item, patience=args.patience, refit=refit)

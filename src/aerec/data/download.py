@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from aerec.errors import DownloadError
+from aerec.file_modes import new_file_mode
 
 __all__ = ["download_file", "extract_zip", "fetch_md5"]
 
@@ -72,6 +73,7 @@ def download_file(
         with os.fdopen(fd, "wb") as out:
             digests = _stream(url, out, list(expected), progress)
         _verify(url, expected, digests)
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would survive the rename
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import pandas as pd
 from aerec.data.columns import Columns
 from aerec.errors import EmptyDataError, ParseError
 
-__all__ = ["as_pandas", "frame_arrays"]
+__all__ = ["BadTimestamp", "as_pandas", "frame_arrays", "text_timestamps"]
 
 _INT64_MAX = np.iinfo(np.int64).max
 # Kinds of object columns (as pandas.api.types.infer_dtype names them) that hold no unhashable ids.
@@ -45,16 +45,18 @@ def frame_arrays(frame: pd.DataFrame, columns: Columns, *, source: str | None = 
                  ) -> dict[str, np.ndarray]:
     """Field name -> checked values, for the fields ``columns`` names.
 
-    Ids come back as they are (any hashable values), ratings as float64 and timestamps as int64
-    seconds (datetime columns are converted).
+    Ids come back as they are (any hashable values), ratings and quantities as float64 and
+    timestamps as int64 seconds (datetime columns and ISO 8601 text are converted, see
+    :func:`text_timestamps`).
 
     Raises
     ------
     EmptyDataError
         If the frame has no rows.
     ParseError
-        On a missing value, an id that is not hashable, a rating that is not a finite number or
-        a timestamp that is not an integer within int64 (row and column named).
+        On a missing value, an id that is not hashable, a rating that is not a finite number, a
+        quantity that is negative, or a timestamp that is neither an integer within int64 nor
+        an ISO 8601 date-time (row and column named).
     """
     if len(frame) == 0:
         raise EmptyDataError("no interactions (the table has no rows)", path=source)
@@ -72,15 +74,23 @@ def _column(column: pd.Series, field: str, source: str | None) -> np.ndarray:
             column = column.dt.tz_convert(None)
         return column.to_numpy().astype("datetime64[s]").astype(np.int64)
     values = column.to_numpy()
-    if field == "timestamp" and values.dtype == object:
+    if field == "timestamp" and (pd.api.types.is_string_dtype(column) or values.dtype == object):
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":
+            try:
+                return text_timestamps(values)
+            except BadTimestamp as exc:
+                _fail(column, str(exc), source)
         values = _object_integers(column, values, source)
     elif not pd.api.types.is_numeric_dtype(column):
         _fail(column, f"{field} must be numeric, the column is {column.dtype}", source)
-    if field == "rating":
+    if field in ("rating", "quantity"):
         values = values.astype(np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
-            _fail(column, f"rating {values[bad][0]} in row {_row(bad)} is not finite", source)
+            _fail(column, f"{field} {values[bad][0]} in row {_row(bad)} is not finite", source)
+        if field == "quantity" and (values < 0).any():
+            bad = values < 0
+            _fail(column, f"quantity {values[bad][0]} in row {_row(bad)} is negative", source)
         return values
     return _timestamps(column, values, source)
 
@@ -126,6 +136,66 @@ def _object_integers(column: pd.Series, values: np.ndarray, source: str | None) 
             _fail(column, f"timestamp {value} in row {k + 1} is beyond the range of a "
                           f"64-bit integer", source)
     return values.astype(np.int64)
+
+
+class BadTimestamp(ValueError):
+    """A text timestamp that is neither an integer nor an ISO 8601 date-time.
+
+    Attributes
+    ----------
+    row : int
+        Its 1-based position among the values.
+    """
+
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+# Like pandas' integer columns, integral decimals such as "4.0" count as integers.
+_INTEGER_TEXT = r"\s*[+-]?\d+(?:\.0*)?\s*"
+
+
+def text_timestamps(values: np.ndarray) -> np.ndarray:
+    """Timestamps written as text, as int64 Unix seconds.
+
+    Integers are seconds as they are. Anything else must be an ISO 8601 date or date-time
+    (``2026-01-01``, ``2026-01-01 00:09:19``, ``2026-01-01T00:09:19Z``, ``...+02:00``): one with a
+    zone is converted to UTC, one without is read as UTC, as a Parquet timestamp column is.
+    Which of the two a column holds is decided by its first value; fractions of a second are
+    dropped.
+
+    Raises
+    ------
+    BadTimestamp
+        For the first value that does not fit (its row and text in the message).
+    """
+    text = pd.Series(np.asarray(values, dtype=object)).astype(str)
+    integer = text.str.fullmatch(_INTEGER_TEXT).to_numpy(bool)
+    if len(text) and integer[0]:
+        if not integer.all():
+            raise _bad(text, ~integer, "is not an integer (the column's first timestamp is)")
+        try:
+            return text.str.replace(r"\.0*\s*$", "", regex=True).astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):
+            big = np.array([not -2**63 <= int(t.strip().partition(".")[0]) < 2**63
+                            for t in text.tolist()])
+            raise _bad(text, big, "is beyond the range of a 64-bit integer") from None
+    # Plain dates pass too; "now", "today" and the like are refused, not read as the clock.
+    iso = text.str.fullmatch(r"\s*\d{4}-\d{2}-\d{2}([T ].*)?").to_numpy(bool)
+    if not iso.all():
+        raise _bad(text, ~iso, "is neither an integer nor an ISO 8601 date-time")
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        raise _bad(text, bad, "is not a valid ISO 8601 date-time")
+    return parsed.dt.tz_convert(None).to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def _bad(text: pd.Series, mask: np.ndarray, problem: str) -> BadTimestamp:
+    row = _row(mask)
+    return BadTimestamp(f"timestamp {text.iloc[row - 1].strip()!r:.60} in row {row} {problem}",
+                        row)
 
 
 def _row(mask: np.ndarray) -> int:

@@ -66,6 +66,7 @@ class Interactions:
         item_ids: np.ndarray | None = None,
         item_titles: dict[str, str] | None = None,
         duplicates: str = "error",
+        quantities: np.ndarray | None = None,
     ) -> Interactions:
         """Build from parallel arrays of raw ids (one entry per interaction).
 
@@ -85,6 +86,9 @@ class Interactions:
             Fixed vocabularies.
         item_titles : dict, optional
             Raw item id -> title.
+        quantities : numpy.ndarray, optional
+            Without ratings: one quantity per interaction (units bought), the values of the
+            implicit data instead of ones.
         duplicates : {"error", "last", "sum", "max"}
             What a (user, item) pair that occurs more than once becomes: an error (the default
             here), the value of its latest interaction (by timestamp, ties and data without
@@ -111,7 +115,10 @@ class Interactions:
         rows, u_vocab = _codes(users, user_ids, "user")
         cols, i_vocab = _codes(items, item_ids, "item")
         explicit = ratings is not None
-        values = np.ones(len(rows), np.float32) if ratings is None else np.asarray(ratings)
+        if explicit and quantities is not None:
+            raise DataError("give ratings or quantities, not both")
+        values = (np.asarray(ratings) if explicit else np.ones(len(rows), np.float32)
+                  if quantities is None else np.asarray(quantities))
         rows, cols, values, timestamps = combine_duplicates(
             rows, cols, values, timestamps, duplicates, user_ids=u_vocab, item_ids=i_vocab
         )
@@ -129,15 +136,18 @@ class Interactions:
         rating: Hashable | None = None,
         timestamp: Hashable | None = None,
         *,
+        quantity: Hashable | None = None,
         duplicates: str = "last",
         item_titles: dict[str, str] | None = None,
+        items: Any = None,
     ) -> Interactions:
         """Build from a data frame with one row per interaction.
 
         Columns not named are found by their common names, ignoring case (``user``,
-        ``user_id``, ``userId``, ``uid``; ``item``, ``item_id``, ``itemId``, ``movieId``,
-        ``iid``; ``rating``, ``score``; ``timestamp``, ``ts``: see
-        :data:`aerec.data.columns.COLUMN_ALIASES`), exactly as the file readers find them.
+        ``user_id``, ``customer_id``, ...; ``item``, ``item_id``, ``movieId``, ``product_id``,
+        ``sku``, ...; ``rating``, ``score``; ``timestamp``, ``purchased_at``, ...; ``quantity``,
+        ``qty``: see :data:`aerec.data.columns.COLUMN_ALIASES`), exactly as the file readers
+        find them.
 
         Parameters
         ----------
@@ -149,7 +159,10 @@ class Interactions:
         rating : column name, optional
             Numeric ratings; without a rating column the data is implicit.
         timestamp : column name, optional
-            Integer Unix timestamps, or a datetime column (converted to seconds).
+            Integer Unix timestamps, a datetime column, or ISO 8601 text (``2026-01-01
+            00:09:19``, ``...Z``, ``...+02:00``; without a zone read as UTC), all as seconds.
+        quantity : column name, optional
+            Quantities (units bought): the values of implicit data; not used beside a rating.
         duplicates : {"last", "sum", "max", "error"}
             What a (user, item) pair on several rows becomes. The default, ``"last"``, keeps its
             latest row by timestamp (ties, and frames without timestamps, by row order): the
@@ -158,6 +171,11 @@ class Interactions:
             event log: play counts), ``"max"`` keeps the largest, ``"error"`` refuses.
         item_titles : dict, optional
             Raw item id -> title.
+        items : pandas.DataFrame, optional
+            An items table: an id column (named as the item column is: ``item_id``,
+            ``product_id``, ``sku``, ...), a name column (``name``, ``title``, ...) and any
+            further columns (not used); the names become ``item_titles``
+            (:mod:`aerec.data.item_table`).
 
         Returns
         -------
@@ -181,12 +199,17 @@ class Interactions:
 
         frame = as_pandas(frame)
         columns = detect_columns(list(frame.columns), user=user, item=item, rating=rating,
-                                 timestamp=timestamp)
+                                 timestamp=timestamp, quantity=quantity)
         arrays = frame_arrays(frame, columns)
-        return cls.from_arrays(
+        data = cls.from_arrays(
             arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
-            item_titles=item_titles, duplicates=duplicates,
+            item_titles=item_titles, duplicates=duplicates, quantities=arrays.get("quantity"),
         )
+        if items is None:
+            return data
+        from aerec.data.item_table import item_names, with_item_names
+
+        return with_item_names(data, item_names(items))
 
     @classmethod
     def from_indices(

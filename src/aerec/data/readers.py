@@ -7,7 +7,11 @@ report the first bad line as an editor numbers it (the header is line 1), with t
 
 A (user, item) pair that occurs more than once keeps its latest interaction (by timestamp, else
 the last line) and a :class:`~aerec.data.preprocess.DuplicateInteractionsWarning` says how many
-were dropped and in which file.
+were dropped and in which file; a table may ask for another rule (``duplicates=``).
+
+The timestamps of a table may be integers (Unix seconds) or ISO 8601 date-times, with or
+without a zone, as a shop's export writes them (:func:`aerec.data.frames.text_timestamps`): a
+CSV gives the same seconds as the same column in Parquet.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from aerec.data.columns import Columns, detect_columns
-from aerec.data.encoding import encode_ids
-from aerec.data.frames import frame_arrays
+from aerec.data.encoding import combine_duplicates, encode_ids
+from aerec.data.frames import frame_arrays, text_timestamps
 from aerec.data.interactions import Interactions
 from aerec.data.preprocess import drop_duplicates
 from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
@@ -64,6 +68,8 @@ class _Delimited:
     fields: Columns
     int_ids: bool  # MovieLens ids are integers; parsing them as such is what makes ML-20M fast
     encoding: str = "utf-8"
+    text_times: bool = False  # timestamps may be ISO 8601 text (tables), not only integers
+    duplicates: str | None = None  # None: the latest of a repeated pair, with a warning
 
     @property
     def first_data_line(self) -> int:
@@ -166,12 +172,15 @@ def read_table(
     timestamp_col: str | None = None,
     sep: str | None = None,
     file_format: str | None = None,
+    quantity_col: str | None = None,
+    duplicates: str | None = None,
 ) -> Interactions:
     """Read interactions from a CSV, TSV or Parquet table with named columns.
 
     A column not named here is found by its common name, ignoring case (``user``, ``user_id``,
-    ``userId``, ``uid``; ``item``, ``item_id``, ``itemId``, ``movieId``, ``iid``; ``rating``,
-    ``score``; ``timestamp``, ``ts``; see :data:`aerec.data.columns.COLUMN_ALIASES`).
+    ``customer_id``, ...; ``item``, ``item_id``, ``movieId``, ``product_id``, ``sku``, ...;
+    ``rating``, ``score``; ``timestamp``, ``purchased_at``, ``order_date``, ...; ``quantity``,
+    ``qty``: see :data:`aerec.data.columns.COLUMN_ALIASES`).
 
     Parameters
     ----------
@@ -183,11 +192,20 @@ def read_table(
         Column of the ratings; without one (named or found) the interactions are implicit
         (``explicit=False``).
     timestamp_col : str, optional
-        Column of integer Unix timestamps (Parquet timestamp columns are converted to seconds).
+        Column of integer Unix timestamps or ISO 8601 date-times (``2026-01-01 00:09:19``,
+        ``2026-01-01T00:09:19Z``, ``...+02:00``; without a zone read as UTC); Parquet timestamp
+        columns are converted to seconds the same way.
     sep : str, optional
         One-character field separator of a text table; by default ``,`` for CSV and a tab for TSV.
     file_format : {"csv", "tsv", "parquet"}, optional
         Guessed from the suffix (``.csv``, ``.tsv``, ``.parquet``) when not given.
+    quantity_col : str, optional
+        Column of quantities (units bought), the values of implicit interactions; not used
+        beside a rating column.
+    duplicates : {"last", "sum", "max", "error"}, optional
+        What a (user, item) pair on several lines becomes (see
+        :meth:`Interactions.from_arrays <aerec.data.interactions.Interactions.from_arrays>`). By
+        default its latest line, with a warning that says how many were dropped.
 
     Returns
     -------
@@ -208,20 +226,35 @@ def read_table(
         If a Parquet file is read without pyarrow (``pip install aerec[parquet]``), an ImportError.
     """
     path = Path(path)
-    named = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
+    named = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col,
+             "quantity": quantity_col}
     file_format = _guess_format(path, file_format)
     if file_format == "parquet":
         pq = _pyarrow_parquet(path)
         fields = detect_columns(pq.read_schema(path).names, source=str(path), **named)
-        return _read_parquet(path, fields)
+        return _read_parquet(path, fields, duplicates)
     sep = _FORMAT_SEPARATORS[file_format] if sep is None else sep
     if len(sep) != 1:
         raise ConfigError(f"sep must be one character, got {sep!r}")
     columns = _header_columns(path, sep, "utf-8")
     fields = detect_columns(columns, source=str(path), **named)
-    return _read_delimited(
-        _Delimited(path, sep, columns, header=True, fields=fields, int_ids=False)
-    )
+    text_times = fields.timestamp is not None and not _integer_first(
+        path, sep, columns.index(fields.timestamp))
+    return _read_delimited(_Delimited(path, sep, columns, header=True, fields=fields,
+                                      int_ids=False, text_times=text_times,
+                                      duplicates=duplicates))
+
+
+def _integer_first(path: Path, sep: str, position: int) -> bool:
+    """Whether the first data line's field at ``position`` is an integer (or there is none).
+
+    Integer timestamps are parsed by pandas' C parser, ten times faster than text turned into
+    seconds afterwards; only a column that starts with a date-time is read as text.
+    """
+    for line, fields in _records(_text_lines(path, "utf-8"), sep):
+        if line > 1:
+            return position >= len(fields) or _INT.fullmatch(fields[position].strip()) is not None
+    return True
 
 
 def read_lightgcn(
@@ -293,7 +326,8 @@ FILE_FORMATS: dict[str, Callable[..., Interactions]] = {
 }
 
 _ML100K_FILE = re.compile(r"u[0-9ab]?\.(?:data|base|test)")
-_TABLE_OPTIONS = {"user_col", "item_col", "rating_col", "timestamp_col", "sep"}
+_TABLE_OPTIONS = {"user_col", "item_col", "rating_col", "timestamp_col", "quantity_col", "sep",
+                  "duplicates"}
 _FORMAT_OPTIONS = {"csv": _TABLE_OPTIONS, "tsv": _TABLE_OPTIONS, "parquet": _TABLE_OPTIONS,
                    "lightgcn": {"user_ids", "item_ids"}}
 _MOVIELENS_HEADER = ("userId", "movieId", "rating", "timestamp")
@@ -507,6 +541,10 @@ def _read_delimited(spec: _Delimited) -> Interactions:
     try:
         frame = _parse_with_pandas(spec)
         _check_complete(frame, spec)
+        if spec.text_times and "timestamp" in spec.fields.used():
+            # integers or ISO 8601 text, as seconds; a bad one is a ValueError (BadTimestamp)
+            column = spec.fields.used()["timestamp"]
+            frame[column] = text_timestamps(frame[column].to_numpy())
     except (ValueError, OverflowError, UnicodeDecodeError, pd.errors.ParserWarning,
             RuntimeWarning) as exc:
         # Locate the first bad line; pandas' own messages give neither our line numbers nor the
@@ -521,6 +559,8 @@ def _read_delimited(spec: _Delimited) -> Interactions:
         frame[used["rating"]].to_numpy() if "rating" in used else None,
         frame[used["timestamp"]].to_numpy() if "timestamp" in used else None,
         source=str(spec.path),
+        quantities=frame[used["quantity"]].to_numpy() if "quantity" in used else None,
+        duplicates=spec.duplicates,
     )
 
 
@@ -533,7 +573,8 @@ def _parse_with_pandas(spec: _Delimited) -> pd.DataFrame:
         source = io.BytesIO(spec.path.read_bytes().replace(sep.encode(), b"\t"))
         sep = "\t"
     id_type = "int64" if spec.int_ids else "str"
-    dtypes = {"user": id_type, "item": id_type, "rating": "float64", "timestamp": "int64"}
+    dtypes = {"user": id_type, "item": id_type, "rating": "float64", "quantity": "float64",
+              "timestamp": "str" if spec.text_times else "int64"}
     dtype = {column: dtypes[field] for field, column in spec.fields.used().items()}
     with warnings.catch_warnings():
         # A first line with too many fields only warns; make it an error like later lines.
@@ -558,8 +599,11 @@ def _check_complete(frame: pd.DataFrame, spec: _Delimited) -> None:
         values = frame[column]
         if values.isna().any():
             raise ValueError(f"missing values in column {column!r}")
-        if field == "rating" and not np.isfinite(values.to_numpy()).all():
+        if field in ("rating", "quantity") and not np.isfinite(values.to_numpy()).all():
             raise ValueError(f"non-finite values in column {column!r}")
+        if field == "quantity" and (values.to_numpy() < 0).any():
+            raise ValueError(f"negative values in column {column!r}")
+
 
 
 # -- delimited text: the line scan that names the bad line ---------------------------------------
@@ -577,7 +621,7 @@ def _scan_for_bad_line(spec: _Delimited) -> None:
 def _scan_lines(spec: _Delimited, lines: Iterable[str]) -> None:
     n_columns = len(spec.columns)
     position = {column: k for k, column in enumerate(spec.columns)}
-    checks = [(position[column], field, column, _quick_check(field, spec.int_ids))
+    checks = [(position[column], field, column, _quick_check(field, spec))
               for field, column in spec.fields.used().items()]
     for line, fields in _records(lines, spec.sep):
         if line < spec.first_data_line:
@@ -590,7 +634,7 @@ def _scan_lines(spec: _Delimited, lines: Iterable[str]) -> None:
         for k, field, column, looks_good in checks:
             # A cheap test passes nearly every good value; the rest get the exact check.
             if not looks_good(fields[k]):
-                problem = _value_problem(field, fields[k].strip(), spec.int_ids)
+                problem = _value_problem(field, fields[k].strip(), spec)
                 if problem:
                     raise ParseError(problem, path=spec.path, line=line, field=column)
 
@@ -608,11 +652,13 @@ def _records(lines: Iterable[str], sep: str) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, fields
 
 
-def _quick_check(field: str, int_ids: bool) -> Callable[[str], bool]:
+def _quick_check(field: str, spec: _Delimited) -> Callable[[str], bool]:
     """A test that plain good values of ``field`` pass, several times faster than a regex."""
-    if field == "rating":
+    if field in ("rating", "quantity"):
         return _plain_decimal
-    if field == "timestamp" or int_ids:
+    if field == "timestamp" and spec.text_times:
+        return _plain_time
+    if field == "timestamp" or spec.int_ids:
         return _plain_integer
     return _non_blank
 
@@ -624,6 +670,15 @@ _SHORT = 19
 
 def _plain_integer(text: str) -> bool:
     return len(text) < _SHORT and text.isdigit() and text.isascii()
+
+
+# An ISO 8601 date, date-time, and zone as a shop's export writes them.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+                       r"(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
+
+
+def _plain_time(text: str) -> bool:
+    return _plain_integer(text) or _ISO_TIME.fullmatch(text.strip()) is not None
 
 
 def _plain_decimal(text: str) -> bool:
@@ -646,12 +701,20 @@ def _text_lines(path: Path, encoding: str) -> Iterator[str]:
                 ) from exc
 
 
-def _value_problem(field: str, text: str, int_ids: bool) -> str | None:
+def _value_problem(field: str, text: str, spec: _Delimited) -> str | None:
     """What is wrong with one field's text, or None."""
     label = {"user": "user id", "item": "item id"}.get(field, field)
     if not text:
         return f"missing {label}"
-    integer = field == "timestamp" or (field in ("user", "item") and int_ids)
+    if field == "timestamp" and spec.text_times and not _INT.fullmatch(text):
+        return (None if _ISO_TIME.fullmatch(text) else
+                f"timestamp {text!r} is neither an integer nor an ISO 8601 date-time "
+                "(2026-01-01 00:09:19, 2026-01-01T00:09:19Z, ...)")
+    if field == "quantity" and _FLOAT.fullmatch(text) and float(text) < 0:
+        return f"quantity {text} is negative"
+    if field == "quantity" and not _FLOAT.fullmatch(text):
+        return f"quantity {text!r} is not a number"
+    integer = field == "timestamp" or (field in ("user", "item") and spec.int_ids)
     if integer and not _INT.fullmatch(text):
         return f"{label} {text!r} is not an integer"
     if integer and not _INT64_MIN <= int(text.partition(".")[0]) <= _INT64_MAX:
@@ -694,13 +757,13 @@ def _pyarrow_parquet(path: Path):
     return require("pyarrow.parquet", "parquet", f"reading {path}")
 
 
-def _read_parquet(path: Path, fields: Columns) -> Interactions:
+def _read_parquet(path: Path, fields: Columns, duplicates: str | None) -> Interactions:
     pq = _pyarrow_parquet(path)
     used = fields.used()
     frame = pq.read_table(path, columns=list(dict.fromkeys(used.values()))).to_pandas()
     arrays = frame_arrays(frame, fields, source=str(path))
     return _build(arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
-                  source=str(path))
+                  source=str(path), quantities=arrays.get("quantity"), duplicates=duplicates)
 
 
 # -- from columns to Interactions ----------------------------------------------------------------
@@ -711,18 +774,33 @@ def _build(
     timestamps: np.ndarray | None,
     *,
     source: str,
+    quantities: np.ndarray | None = None,
+    duplicates: str | None = None,
 ) -> Interactions:
-    """Encode raw ids, resolve duplicate pairs and build the CSR matrix."""
+    """Encode raw ids, resolve duplicate pairs and build the CSR matrix.
+
+    The values are the ratings, else the quantities (implicit), else ones; ``duplicates`` is
+    the rule for repeated pairs (None: the latest, with a warning).
+    """
     rows, user_vocab = encode_ids(users)
     cols, item_vocab = encode_ids(items)
-    # Dropping duplicates never removes the last interaction of a user or item, so the
-    # vocabularies built above stay exact.
-    keep = drop_duplicates(rows, cols, timestamps, source=source)
-    if len(keep) < len(rows):
-        rows, cols = rows[keep], cols[keep]
-        ratings = None if ratings is None else ratings[keep]
-        timestamps = None if timestamps is None else timestamps[keep]
-    values = np.ones(len(rows), np.float32) if ratings is None else ratings.astype(np.float32)
+    values = (ratings if ratings is not None else quantities if quantities is not None
+              else np.ones(len(rows), np.float32))
+    if duplicates is None:
+        # Dropping duplicates never removes the last interaction of a user or item, so the
+        # vocabularies built above stay exact (so does combine_duplicates).
+        keep = drop_duplicates(rows, cols, timestamps, source=source)
+        if len(keep) < len(rows):
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+            timestamps = None if timestamps is None else timestamps[keep]
+    else:
+        try:
+            rows, cols, values, timestamps = combine_duplicates(
+                rows, cols, values, timestamps, duplicates, user_ids=user_vocab,
+                item_ids=item_vocab)
+        except DataError as exc:
+            raise DataError(exc.message, path=source) from None
+    values = np.asarray(values).astype(np.float32)
     return Interactions.from_indices(
         rows, cols, values, timestamps, user_ids=user_vocab, item_ids=item_vocab,
         explicit=ratings is not None,

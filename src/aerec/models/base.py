@@ -8,6 +8,7 @@ are scored like any other.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from aerec.config import config_to_dict, make_config
+from aerec.config import make_config
 from aerec.data.interactions import Interactions, as_interactions
 from aerec.errors import DataError, NotFittedError
 from aerec.models.raw_ids import RawIdMixin
@@ -53,27 +54,46 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
     trains_by_epochs: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
-        self.config = make_config(self.Config, params, owner=self.name or type(self).__name__)
+        self.config = self._make_config(params)
+
+    def _make_config(self, params: dict[str, Any]) -> Any:
+        """``Config`` from ``params``, checked and converted; a value that needed no conversion
+        is kept as the very object given (scikit-learn's ``clone`` checks identity)."""
+        config = make_config(self.Config, params, owner=self.name or type(self).__name__)
+        given = {k: v for k, v in params.items()
+                 if type(v) is type(getattr(config, k)) and v == getattr(config, k)}
+        return dataclasses.replace(config, **given) if given else config
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, train: Interactions | sp.csr_matrix | Any, validation: Any = None) -> Recommender:
+    def fit(self, train: Interactions | sp.csr_matrix | Any, validation: Any = None, *,
+            progress: bool | None = None) -> Recommender:
         """Learn from ``train``; ``validation`` is a :class:`HeldOut` for selection.
 
-        ``train`` is an :class:`Interactions`, a users x items scipy.sparse matrix, or a pandas
-        DataFrame of interactions (columns found by their common names, see
-        :meth:`Interactions.from_pandas`).
+        Parameters
+        ----------
+        train : Interactions, scipy.sparse matrix or data frame
+            An :class:`Interactions`, a users x items scipy.sparse matrix, or a pandas DataFrame
+            of interactions (columns found by their common names, see
+            :meth:`Interactions.from_pandas`).
+        validation : HeldOut, optional
+            Held-out users that select the best epoch.
+        progress : bool, optional
+            A progress bar over epochs on stderr (models that train by epochs). ``None``, the
+            default, shows it when a terminal or a notebook is attached
+            (:func:`aerec.terminal.interactive`); ``False`` never.
 
-        Run options (a checkpoint to resume from, a progress bar, callbacks, early stopping)
-        belong to :class:`aerec.training.Trainer`: ``Trainer(progress=True).fit(model, train,
-        validation)``.
+        Other run options (a checkpoint to resume from, callbacks, early stopping) belong to
+        :class:`aerec.training.Trainer`: ``Trainer(patience=20).fit(model, train, validation)``.
 
         Returns
         -------
         self
         """
+        from aerec.terminal import interactive
         from aerec.training import Trainer
 
-        return Trainer().fit(self, train, validation)
+        show = interactive() if progress is None else bool(progress)
+        return Trainer(progress=show).fit(self, train, validation)
 
     # -- the hooks Trainer.fit calls ------------------------------------------------------------
     def _begin_fit(self, train: Any) -> Interactions:
@@ -81,6 +101,8 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         data = as_interactions(train)
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items
+        # training users per item: the popularity fallback of a history with no known item
+        self.item_counts_ = np.bincount(data.matrix.indices, minlength=data.n_items)
         return data
 
     def _fit(self, matrix: sp.csr_matrix, validation: Any) -> None:
@@ -163,9 +185,34 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
     def _set_state(self, state: dict[str, Any], device: str) -> None:
         raise NotImplementedError
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyperparameters as a JSON-ready dict."""
-        return config_to_dict(self.config)
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters by name, as scikit-learn's estimators give them.
+
+        The values are the model's own (a tuple stays a tuple), so that ``sklearn.base.clone``
+        finds the constructor kept them unchanged; :func:`aerec.config.config_to_dict` gives
+        the JSON form.
+
+        Parameters
+        ----------
+        deep : bool
+            Accepted for scikit-learn's protocol; a model holds no nested estimators, so it
+            changes nothing.
+        """
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+
+    def set_params(self, **params: Any) -> Recommender:
+        """Change hyperparameters, checked as the constructor checks them; returns ``self``.
+
+        A fitted model keeps what it learned until it is fitted again.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown name (listing the valid ones) or a value that cannot be used; the
+            model is then left unchanged.
+        """
+        self.config = self._make_config({**self.get_params(), **params})
+        return self
 
     def resolved_params(self, n_users: int) -> dict[str, Any]:
         """Settings that resolve from the data (Mult-VAE's automatic anneal length), for a

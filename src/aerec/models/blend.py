@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from aerec.config import config_to_dict
 from aerec.errors import ConfigError
 from aerec.metrics import _hits, _ndcg, _top_k
 from aerec.models.base import Recommender
@@ -194,7 +195,8 @@ class Blend(Recommender):
     def _get_state(self) -> dict[str, Any]:
         return {
             "weights": torch.from_numpy(self.weights_.copy()),
-            "members": [{"model": m.name, "params": m.get_params(), "state": m._get_state()}
+            "members": [{"model": m.name, "params": config_to_dict(m.config),
+                         "state": m._get_state()}
                         for m in self.members_],
         }
 

@@ -12,8 +12,11 @@ inherited by :class:`~aerec.models.base.Recommender`, maps at the edge:
 
 Unknown ids are never fatal on their own: they are dropped, listed in the result's ``attrs``
 (``unknown_items``, ``unknown_users``, ``unknown_exclude``, ``unknown_allow``) and reported once
-with an :class:`UnknownIdsWarning`. Only when nothing usable is left (every history item or
-every requested user unknown, an ``allow`` list with no known item) is it a :class:`DataError`.
+with an :class:`UnknownIdsWarning`. Only when nothing usable is left (every requested user
+unknown, an ``allow`` list with no known item) is it a :class:`DataError`; a history with no known
+item is an :class:`~aerec.errors.EmptyHistoryError` unless ``fallback="popularity"`` asks for the
+items most training users had instead (the CLI's ``--fallback popularity`` and the service's
+``"fallback"`` field are the same choice, :func:`check_fallback`).
 
 The model reads these attributes (``fit`` sets them; a loaded model has its ids and titles from
 its file, and :meth:`RawIdMixin.set_known_users` gives it back its users):
@@ -24,6 +27,8 @@ its file, and :meth:`RawIdMixin.set_known_users` gives it back its users):
     Optional dict raw item id -> title; when not empty, results carry a ``title`` column.
 ``user_ids_``, ``user_items_``
     Raw ids and CSR rows (users x items) of the training users, for :meth:`recommend_users`.
+``item_counts_``
+    Training users per item (saved with the model), for the popularity fallback.
 """
 
 from __future__ import annotations
@@ -38,10 +43,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from aerec.errors import ConfigError, DataError, NotFittedError
+from aerec.errors import ConfigError, DataError, EmptyHistoryError, NotFittedError
 from aerec.histories import default_value, one_row
 
-__all__ = ["RawIdMixin", "ItemFilter", "UnknownIdsWarning", "item_filter", "check_n", "shown_ids"]
+__all__ = ["RawIdMixin", "ItemFilter", "UnknownIdsWarning", "item_filter", "check_n", "shown_ids",
+           "FALLBACKS", "check_fallback", "empty_history_error"]
+
+#: What may stand in for recommendations when a history holds no known item.
+FALLBACKS = ("popularity",)
 
 #: Users scored together by :meth:`RawIdMixin.recommend_users` (bounds memory to a batch of scores).
 _USER_BATCH = 1024
@@ -127,6 +136,25 @@ def check_n(n: Any) -> int:
     return int(n)
 
 
+def check_fallback(fallback: Any) -> str | None:
+    """``fallback`` checked: None (an empty history is an error) or one of :data:`FALLBACKS`."""
+    if fallback is not None and fallback not in FALLBACKS:
+        raise ConfigError(f"fallback must be None or one of {', '.join(FALLBACKS)}, got "
+                          f"{fallback!r}")
+    return fallback
+
+
+def empty_history_error(unknown: list[str], hint: str = 'fallback="popularity"'
+                        ) -> EmptyHistoryError:
+    """The one error of a history with no known item, in Python, the CLI and the service.
+
+    ``hint`` is how the caller's interface asks for the popularity fallback instead.
+    """
+    what = (_none_known("history", unknown, "item") if unknown
+            else "the history is empty: give at least one item id")
+    return EmptyHistoryError(f"{what}; {hint} recommends the most popular items instead")
+
+
 class RawIdMixin:
     """Recommendations by raw ids, with ``exclude`` / ``allow`` filters (see the module docstring)."""
 
@@ -156,6 +184,32 @@ class RawIdMixin:
         top = torch.topk(scores, min(check_n(n), scores.shape[1]), dim=1)
         return top.indices.cpu().numpy(), top.values.cpu().numpy()
 
+    def recommend_popular(
+        self, n: int = 10, item_filter: ItemFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The popularity fallback: the items most training users had, as
+        :meth:`recommend_filtered` returns items (a ``(1, n)`` batch; the score is the count).
+
+        Ties keep the item order. A filter's blocked items are left out (score ``-inf``); a
+        ``(batch, n_items)`` mask uses its first row.
+
+        Raises
+        ------
+        DataError
+            For a model saved without its item counts (by an aerec before they were kept).
+        """
+        self._check_fitted()
+        counts = getattr(self, "item_counts_", None)
+        if counts is None:
+            raise DataError(f"this {self.name} model keeps no item counts (saved by an older "
+                            "aerec), so it has no popularity fallback; train it again")
+        scores = np.asarray(counts, np.float32)
+        if item_filter is not None and item_filter.blocked is not None:
+            blocked = np.asarray(item_filter.blocked, bool)
+            scores = np.where(blocked if blocked.ndim == 1 else blocked[0], -np.inf, scores)
+        top = np.argsort(-scores, kind="stable")[:check_n(n)]
+        return top[None], scores[top][None].astype(np.float32)
+
     # -- raw item histories -----------------------------------------------------------------------
     def recommend_items(
         self,
@@ -163,6 +217,8 @@ class RawIdMixin:
         n: int = 10,
         exclude: Iterable[Any] | None = None,
         allow: Iterable[Any] | None = None,
+        *,
+        fallback: str | None = None,
     ):
         """Top-``n`` items for a history of raw item ids, folded in without retraining.
 
@@ -175,34 +231,43 @@ class RawIdMixin:
             Number of items.
         exclude, allow : iterable of ids, optional
             Business filters (see :func:`item_filter`); the history is always excluded.
+        fallback : {None, "popularity"}
+            What a history with no known item gets: an :class:`~aerec.errors.EmptyHistoryError`
+            (None, the default), or the items most training users had (``"popularity"``; the
+            score is that count).
 
         Returns
         -------
         pandas.DataFrame
             Columns ``item`` (raw id), ``score``, plus ``title`` when the model knows titles; best
             first; fewer than ``n`` rows when fewer items are left. ``attrs`` lists the ignored
-            ids under ``unknown_items``, ``unknown_exclude`` and ``unknown_allow``.
+            ids under ``unknown_items``, ``unknown_exclude`` and ``unknown_allow``, and under
+            ``fallback`` what stood in for the model's ranking (``"popularity"``, else None).
 
         Raises
         ------
+        EmptyHistoryError
+            An empty history, or one whose items are all unknown, without a ``fallback``.
         DataError
-            An empty history, one whose items are all unknown, a non-finite rating, or an
-            ``allow`` list without a known item.
+            A non-finite rating, or an ``allow`` list without a known item.
         ConfigError
             If ``n`` is not a positive integer.
         """
         self._check_fitted()
         n = check_n(n)
+        fallback = check_fallback(fallback)
         row, unknown = _history_row(self, history)
-        if row.nnz == 0:
-            raise DataError(_none_known("history", unknown, "item") if unknown
-                            else "the history is empty: give at least one item id")
+        if row.nnz == 0 and fallback is None:
+            raise empty_history_error(unknown)
         filt = item_filter(self.item_ids_, exclude, allow, index=self._item_index())
-        ids, scores = self.recommend_filtered(row, n, filt)
+        used = fallback if row.nnz == 0 else None
+        ids, scores = (self.recommend_popular(n, filt) if used
+                       else self.recommend_filtered(row, n, filt))
         keep = ~np.isneginf(scores[0])
         frame = self._item_frame(ids[0][keep], scores[0][keep])
         _report(frame, unknown_items=unknown, unknown_exclude=filt.unknown_exclude,
                 unknown_allow=filt.unknown_allow)
+        frame.attrs["fallback"] = used
         return frame
 
     # -- known users ----------------------------------------------------------------------------
@@ -368,7 +433,7 @@ def _history_row(model: Any, history: Any) -> tuple[sp.csr_matrix, list[str]]:
     strings): this one takes dicts and (id, rating) pairs; both fill a row the same way.
     """
     if history is None:
-        raise DataError("the history is empty: give at least one item id")
+        return one_row({}, model.n_items_), []
     default = default_value(model)
     index = model._item_index()
     values: dict[int, float] = {}

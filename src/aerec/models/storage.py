@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 
 import aerec
+from aerec.config import config_to_dict
 from aerec.errors import AerecError, DataError
 from aerec.persistence import check_fields, first_line, json_type, load_state, read_json, save_state, write_json
 
@@ -32,14 +33,17 @@ def save_model(model: Any, path: str | Path) -> None:
     # Titles travel with the model, so that a loaded model names its items without its data.
     titles = getattr(model, "item_titles_", None) or {}
     kept = {i: str(titles[i]) for i in ids if i in titles}
+    counts = getattr(model, "item_counts_", None)
     write_json(path / "model.json", {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.name,
-        "params": model.get_params(),
+        "params": config_to_dict(model.config),
         "n_items": int(model.n_items_),
         "item_ids": ids,
         **({"item_titles": kept} if kept else {}),
+        # how many training users had each item: the popularity fallback of a served model
+        **({"item_counts": [int(c) for c in counts]} if counts is not None else {}),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
@@ -70,6 +74,8 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
     model.n_items_ = meta["n_items"]
     if meta.get("item_titles"):
         model.item_titles_ = dict(meta["item_titles"])
+    if "item_counts" in meta:
+        model.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
     weights = path / "model.safetensors"
     state, saved = load_state(weights)
     if saved.get("model", model.name) != model.name:
@@ -132,6 +138,11 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
     unknown = set(titles).difference(ids)
     if unknown:
         raise bad("item_titles", f"names item {min(unknown)!r:.40}, which item_ids does not list")
+    counts = meta.get("item_counts", [0] * n_items)  # optional: models written before
+    if not isinstance(counts, list) or len(counts) != n_items:
+        raise bad("item_counts", f"must be a list of {n_items} counts, one per item")
+    if not all(_is_int(c) and 0 <= c <= 2**63 - 1 for c in counts):
+        raise bad("item_counts", "must hold non-negative integers")
     return meta
 
 

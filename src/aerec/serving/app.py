@@ -1,4 +1,4 @@
-"""The recommendation service: a FastAPI app over one run directory, built by :func:`create_app`.
+"""The recommendation service: a FastAPI app over one run or model directory (:func:`create_app`).
 
 Endpoints (their schemas are on the generated ``/docs`` page):
 
@@ -9,10 +9,13 @@ Endpoints (their schemas are on the generated ``/docs`` page):
     item ids of the dataset, as strings or integers, ``ID:RATING`` for a rating), built as the CLI
     builds it (:func:`aerec.histories.history_from_items`); the history is excluded and ids the
     model does not know come back in ``unknown_items``. Optional ``"exclude"`` and ``"allow"``
-    item lists are the business filters of :func:`aerec.models.raw_ids.item_filter`.
+    item lists are the business filters of :func:`aerec.models.raw_ids.item_filter`. A history
+    with no known item is a 422, unless ``"fallback": "popularity"`` asks for the most popular
+    items instead (the answer's ``fallback`` then says so).
 ``GET /users/{id}/recommendations?n=10&exclude=1,2&allow=...``
     recommendations for a user of the run's data, from everything the run holds about that user
-    (:func:`aerec.histories.known_user_history`), with the same filters.
+    (:func:`aerec.histories.known_user_history`), with the same filters. A model directory
+    keeps no users: there every user is a 404 that says so.
 ``GET /items?q=text&limit=20``
     items whose title holds each word of ``q`` (or whose id is ``q``), most popular first
     (all items when ``q`` is empty).
@@ -32,7 +35,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query
@@ -45,14 +48,12 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
 import aerec
-from aerec.data.splits import Split
 from aerec.errors import ConfigError, DataError
 from aerec.histories import history_from_items, known_user_history
+from aerec.model_source import ModelSource, open_model_source
 from aerec.models import Recommender
-from aerec.models.raw_ids import ItemFilter, item_filter
+from aerec.models.raw_ids import FALLBACKS, ItemFilter, empty_history_error, item_filter
 from aerec.models.similarity import similarity_definition
-from aerec.reports import dataset_name
-from aerec.runs import load_run
 from aerec.serving.batching import MicroBatcher
 from aerec.serving.catalog import Catalog
 from aerec.serving.docs import add_docs
@@ -71,6 +72,8 @@ MAX_SEARCH = 100
 MAX_FILTER = 10_000
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 256 * 1024
+#: How a request asks for the popularity fallback (said in the 422 of an empty history).
+_HINT = '"fallback": "popularity"'
 #: What an answer says when its ``allow`` list names no item the model knows.
 NOTHING_ALLOWED = "the allow list names no item the model knows, so nothing can be recommended"
 
@@ -145,6 +148,9 @@ class RecommendRequest(BaseModel):
         None, max_length=MAX_FILTER,
         description="when given, the only items that may be recommended, minus exclude; an empty "
         "list allows nothing (the answer is empty and its note says why)")
+    fallback: Literal[FALLBACKS] | None = Field(  # type: ignore[valid-type]
+        None, description="what a history with no known item gets: an error (null, the "
+        "default: 422) or the most popular items (\"popularity\"; the answer's fallback says so)")
 
 
 class Recommendation(BaseModel):
@@ -163,6 +169,8 @@ class Filtered(BaseModel):
 class RecommendResponse(Filtered):
     recommendations: list[Recommendation]
     unknown_items: list[str] = Field(description="ids of the history the model does not know")
+    fallback: str | None = Field(description="\"popularity\" when the history held no known "
+                                 "item and the request asked for that fallback; null otherwise")
 
 
 class UserRecommendResponse(Filtered):
@@ -219,12 +227,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the app --------------------------------------------------------------------------------------
 def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
                max_wait_ms: float = 2.0) -> FastAPI:
-    """Build the service for the model of a run directory (loaded here, once).
+    """Build the service for the model of a run or model directory (loaded here, once).
 
     Parameters
     ----------
     run_dir : str or Path
-        A finished run directory (``run.json``, ``split/``, ``model/``).
+        A finished run directory (``run.json``, ``split/``, ``model/``), or a model directory
+        written by ``model.save`` (no users: only histories of items are answered).
     device : str
         Where the model scores: ``cpu`` (default), ``cuda`` or ``auto``.
     max_batch : int
@@ -236,8 +245,9 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
     -------
     fastapi.FastAPI
     """
-    spec, split, model = load_run(run_dir, device=device)
-    catalog = Catalog(model.item_ids_, split.train.item_titles, split.train.matrix)
+    source = open_model_source(run_dir, device=device)
+    model = source.model
+    catalog = Catalog(model.item_ids_, source.titles, source.item_counts())
 
     def score(histories, n: int, blocked: np.ndarray | None = None):
         # blocked is (batch, n_items): recommend_filtered's mask broadcasts over the rows, so one
@@ -245,8 +255,8 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
         return model.recommend_filtered(histories, n, None if blocked is None else ItemFilter(blocked))
 
     batcher = MicroBatcher(score, max_batch=max_batch, max_wait=max_wait_ms / 1000)
-    info = {"status": "ok", "model": model.name, "dataset": dataset_name(spec),
-            "n_items": catalog.n_items, "n_users": split.train.n_users, "version": aerec.__version__}
+    info = {"status": "ok", "model": model.name, "dataset": source.dataset(),
+            "n_items": catalog.n_items, "n_users": source.n_users, "version": aerec.__version__}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -269,7 +279,7 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
-    _add_routes(app, info, model, catalog, batcher, split)
+    _add_routes(app, info, model, catalog, batcher, source)
     add_docs(app)
     static = resources.files("aerec.serving") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -277,7 +287,7 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
 
 
 def _add_routes(app: FastAPI, info: dict[str, Any], model: Recommender, catalog: Catalog,
-                batcher: MicroBatcher, split: Split) -> None:
+                batcher: MicroBatcher, source: ModelSource) -> None:
     static = resources.files("aerec.serving") / "static"
 
     @app.get("/", include_in_schema=False)
@@ -300,12 +310,21 @@ def _add_routes(app: FastAPI, info: dict[str, Any], model: Recommender, catalog:
             history, unknown = history_from_items(model, body.items, index=catalog.index)
         except DataError as exc:  # a rating that is not a finite number
             raise HTTPException(422, f"items: {exc}") from None
+        fallback = body.fallback if history.nnz == 0 else None
+        if history.nnz == 0 and fallback is None:
+            raise HTTPException(422, f"items: {empty_history_error(unknown, hint=_HINT)}")
         filt, note = _filter(catalog, body.exclude, body.allow)
-        recs = await _recommend(batcher, catalog, history, body.n, filt)
+        if fallback is None:
+            recs = await _recommend(batcher, catalog, history, body.n, filt)
+        else:
+            try:
+                recs = catalog.describe(*(a[0] for a in model.recommend_popular(body.n, filt)))
+            except DataError as exc:  # a model saved without its item counts
+                raise HTTPException(422, str(exc)) from None
         # The answers are built to the documented schema; returning the response directly skips
         # FastAPI's re-validation of it, a sizeable share of a request's CPU time.
         return JSONAnswer({"recommendations": recs, "unknown_items": unknown,
-                           **_filter_report(filt, note)})
+                           "fallback": fallback, **_filter_report(filt, note)})
 
     @app.get("/users/{user_id}/recommendations", response_model=UserRecommendResponse,
              responses=_ERRORS, summary="recommendations for a user of the run's data")
@@ -318,8 +337,11 @@ def _add_routes(app: FastAPI, info: dict[str, Any], model: Recommender, catalog:
             description=f"the only items that may be recommended: {_FILTER_QUERY}")] = None,
     ) -> JSONResponse:
         exclude, allow = _id_query(exclude, "exclude"), _id_query(allow, "allow")
+        if not source.is_run:
+            raise HTTPException(404, "this service holds a model directory, which keeps no "
+                                     "users; POST /recommend with their items instead")
         try:
-            history = known_user_history(split, user_id)
+            history = known_user_history(source.split, user_id)
         except DataError:
             raise HTTPException(404, f"user {user_id!r} is not in this run's data; "
                                      "POST /recommend with their items instead") from None

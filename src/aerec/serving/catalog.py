@@ -1,4 +1,4 @@
-"""The items of a served run: raw id look-ups, titles, popularity and title search.
+"""The items of a served model: raw id look-ups, titles, popularity and title search.
 
 Histories are built by :mod:`aerec.histories`, as the CLI builds them; :attr:`Catalog.index` saves
 it rebuilding the id look-up for every request.
@@ -9,19 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from aerec.histories import finite_top
 
 
 class Catalog:
-    """Item ids, titles and popularity of a run: id look-ups and title search."""
+    """Item ids, titles and popularity of a served model: id look-ups and title search."""
 
-    def __init__(self, item_ids: np.ndarray, titles: dict[str, str], train: sp.csr_matrix) -> None:
+    def __init__(self, item_ids: np.ndarray, titles: dict[str, str], counts: np.ndarray) -> None:
         self.item_ids = np.asarray(item_ids).astype(str)
         self.titles = [titles.get(i, "") for i in self.item_ids.tolist()]
         self.index = {item: k for k, item in enumerate(self.item_ids.tolist())}
-        self.counts = np.bincount(train.indices, minlength=len(self.item_ids)).astype(np.int64)
+        #: training users per item (ModelSource.item_counts), which orders the search
+        self.counts = np.asarray(counts, np.int64)
         self._by_popularity = np.argsort(-self.counts, kind="stable")
         # titles (the id for an item without one), lower case, in popularity order
         self._haystack = np.array(
