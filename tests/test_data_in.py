@@ -266,12 +266,14 @@ def test_every_top_level_name_resolves():
     from aerec.data.splits import given_split, strong_generalization
     from aerec.evaluation import evaluate_ranking
     from aerec.models import REGISTRY, Recommender
+    from aerec.run_spec import RunSpec
+    from aerec.runs import run
 
     expected = {cls.__name__: cls for cls in REGISTRY.values()}
     expected.update(Recommender=Recommender, Interactions=Interactions, load_dataset=load_dataset,
                     strong_generalization=strong_generalization, given_split=given_split,
                     evaluate_ranking=evaluate_ranking, binarize=binarize,
-                    filter_min_counts=filter_min_counts)
+                    filter_min_counts=filter_min_counts, RunSpec=RunSpec, run=run)
     assert set(aerec.__all__) == {"__version__", *expected}
     for name, value in expected.items():
         assert getattr(aerec, name) is value

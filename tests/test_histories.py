@@ -26,7 +26,7 @@ from aerec.persistence import write_json
 from aerec.runs import RUN_FORMAT, load_split, save_split
 from aerec.serving import create_app
 
-from test_contract import _fast_params
+from aerec.testing import fast_params as _fast_params
 from tiny_runs import GENRES, PER_GENRE, item_id, tiny_interactions
 
 with warnings.catch_warnings():  # starlette's notice that its test client will move to httpx2

@@ -466,11 +466,12 @@ def shop_run(tmp_path_factory) -> Path:
 
 def test_a_shop_export_trains_and_recommends_by_name(shop_run, capsys):
     capsys.readouterr()
-    # C00001 has at least 5 purchases; customers with 2 are the lead's part of issue 23
-    code, out, err = run_cli(capsys, "recommend", shop_run, "--user", "C00001", "-n", 5)
-    assert code == 0, err
-    names = [line.split(None, 3)[3] for line in out.splitlines()[1:]]
-    assert len(names) == 5 and all(n.startswith("Fountain pen") for n in names), out
+    # C00001 has at least 5 purchases, C00010 only 2: both are recommended for, by name
+    for customer in ("C00001", "C00010"):
+        code, out, err = run_cli(capsys, "recommend", shop_run, "--user", customer, "-n", 5)
+        assert code == 0, err
+        names = [line.split(None, 3)[3] for line in out.splitlines()[1:]]
+        assert len(names) == 5 and all(n.startswith("Fountain pen") for n in names), out
     spec = json.loads((shop_run / "run.json").read_text())
     assert spec["data"]["duplicates"] == "sum"
     assert spec["data"]["item_table"].endswith("items.csv")

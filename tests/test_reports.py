@@ -85,7 +85,7 @@ def test_markdown_table(runs):
 def test_default_metrics_follow_what_the_runs_have(tmp_path, runs):
     assert default_metrics(compare_runs(runs)) == [
         "ndcg@100", "truncated_recall@20", "truncated_recall@50"]
-    rating = fake_run(tmp_path / "autorec", "autorec", "ml-1m", {"rmse": 0.831, "mae": 0.65})
+    rating = fake_run(tmp_path / "autorec", "i-autorec", "ml-1m", {"rmse": 0.831, "mae": 0.65})
     assert default_metrics(compare_runs([rating])) == ["rmse", "mae"]
     assert default_metrics(compare_runs([runs[0], rating])) == [
         "ndcg@100", "truncated_recall@20", "truncated_recall@50", "rmse", "mae"]

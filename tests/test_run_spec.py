@@ -77,6 +77,7 @@ def test_defaults_follow_the_data_and_the_split(tmp_path, given_files, own_file)
 @pytest.mark.parametrize("kwargs, message", [
     ({"params": {"epochs": "2.5"}}, "epochs must be an integer"),
     ({"params": {"lamb": "1"}}, "unknown hyperparameter"),
+    ({"params": {"lam": "-1"}}, "lam must not be negative"),
     ({"heldout": "1.0"}, "ambiguous"),
     ({"heldout": "-3"}, "--heldout"),
     ({"validation_fraction": 0.2}, "does not apply to the strong split"),

@@ -30,11 +30,15 @@ def _weights(model):
 
 
 def test_fit_takes_data_only():
+    """Data, and only the progress bar of the run options (keyword-only: on by default where a
+    terminal or notebook watches); the others belong to the Trainer."""
     import inspect
 
     for cls in REGISTRY.values():
-        params = list(inspect.signature(cls.fit).parameters)
-        assert params == ["self", "train", "validation"], (cls.name, params)
+        signature = inspect.signature(cls.fit)
+        params = list(signature.parameters)
+        assert params == ["self", "train", "validation", "progress"], (cls.name, params)
+        assert signature.parameters["progress"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_model_fit_equals_a_default_trainer_bit_for_bit(data):

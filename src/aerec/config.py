@@ -43,7 +43,8 @@ def make_config(config_cls: type, values: dict[str, Any], *, owner: str = "model
 
 #: Rules every model's hyperparameter of that name obeys, checked before anything is written.
 _POSITIVE = ("lr", "batch_size")
-_NOT_NEGATIVE = ("epochs", "seed")
+#: ``lam``: every model's regularisation weight (L2, or EASE's ridge) is a penalty, never a reward.
+_NOT_NEGATIVE = ("epochs", "seed", "lam")
 _INT64_MAX = 2**63 - 1
 
 

@@ -232,7 +232,7 @@ class RunSpec:
             validation_fraction=validation_fraction, test_fraction=test_fraction,
             cutoff=cutoff, drop_unknown_test_items=drop_unknown_test_items or None)
         if kind in _canonical_folds() and src.dataset != "ml-100k":
-            raise ConfigError(f"split {kind} is a fold of MovieLens 100K: use data ml-100k")
+            raise ConfigError(f"split {kind} is a fold of MovieLens 100K: use --data ml-100k")
         training = TrainingOptions(
             patience=GIVEN_PATIENCE if patience is None and given else patience,
             refit=(given and model_cls.refittable) if refit is None else bool(refit))

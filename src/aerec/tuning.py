@@ -303,9 +303,9 @@ def tune(spec: RunSpec, out_dir: str | Path, *, n_trials: int, storage: str | No
 
     Parameters
     ----------
-    spec : RunSpec
-        The run (model, data, preprocessing, split); its hyperparameters are replaced by the
-        search space's and ``fixed``.
+    spec : RunSpec or dict
+        The run (model, data, preprocessing, split), or its ``run.json`` form; its
+        hyperparameters are replaced by the search space's and ``fixed``.
     out_dir : str or Path
         Where the split, the default storage, the report and ``best/`` go.
     n_trials : int
@@ -325,6 +325,9 @@ def tune(spec: RunSpec, out_dir: str | Path, *, n_trials: int, storage: str | No
     """
     from aerec.reports import dataset_name
 
+    from aerec.runs import as_spec
+
+    spec = as_spec(spec)
     out = Path(out_dir)
     fixed = dict(fixed or {})
     model_cls = get_model_class(spec.model)

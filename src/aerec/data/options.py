@@ -181,10 +181,10 @@ class SplitOptions:
         for name in ("test_prop", "validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if value is not None and (not _finite_number(value) or not 0 < value < 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a fraction in (0, 1), got "
+                raise ConfigError(f"--{name.replace('_', '-')} must be a fraction in (0, 1), got "
                                   f"{value!r}")
         if self.kind == "time" and self.cutoff is None:
-            raise ConfigError("the time split needs a cutoff date (--cutoff, e.g. 2005-12-01)")
+            raise ConfigError("the time split needs --cutoff DATE (for example 2005-12-01)")
 
     def _check_relevance(self) -> None:
         """Options another kind would use are refused: a silently ignored option misleads."""
@@ -195,8 +195,8 @@ class SplitOptions:
         for name in ("n_heldout", "test_prop", "validation_fraction", "test_fraction", "cutoff",
                      "end"):
             if getattr(self, name) is not None and name not in allowed:
-                raise ConfigError(f"{name.replace('_', '-')} does not apply to the {self.kind} "
-                                  "split")
+                raise ConfigError(f"--{name.replace('_', '-')} does not apply to the "
+                                  f"{self.kind} split")
         if self.drop_unknown_test_items and self.kind != "given":
             raise ConfigError("drop-unknown-test-items applies to given splits only")
 
