@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="file to write, e.g. model.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from aerec.run_dir import RunDir
 
     out = Path(args.out)
-    _check_writable(out)
+    _check_writable(out, args.overwrite)
     run = RunDir(args.run_dir)
     run.read_spec()  # a one-line error when RUN_DIR is not a run
     model = Recommender.load(run.model, device="cpu")
@@ -40,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: Path, overwrite: bool) -> None:
     """ConfigError before any work when ``out`` cannot be written."""
     from aerec.paths import check_writable_file
 
-    check_writable_file(out, option="--out")
+    check_writable_file(out, option="--out", overwrite=overwrite)
     # Export makes no folders: a missing one is more likely a typo than a wish.
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", metavar="FILE", help="with --all-users / --users: the .parquet or "
                    ".csv file to write (columns user, rank, item, score)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N",
                    help="users scored together when writing --out (default 1000)")
     p.add_argument("--exclude-file", metavar="FILE", help="items never recommended, one id a line")
@@ -50,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     export = args.all_users or args.users is not None
     if export != (args.out is not None):
         raise ConfigError("--out goes with --all-users or --users (and they need it)")
+    if export:  # before the run is read or any user scored
+        from aerec.export import export_format
+        from aerec.paths import check_writable_file
+
+        check_writable_file(args.out, option="--out", overwrite=args.overwrite)
+        export_format(args.out)
     _, split, model = load_run(args.run_dir, device=args.device)
     filt = _item_filter(args, model)
     if export:

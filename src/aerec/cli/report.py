@@ -31,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aerec.paths import check_writable_file
 
-    # Where the outputs go is checked before any run is read.
+    # Where the outputs go is checked before any run is read. A report's table and plot are
+    # meant to be redrawn in place as runs are added, so they replace what is there.
     if args.markdown:
-        check_writable_file(args.markdown, option="--markdown")
+        check_writable_file(args.markdown, option="--markdown", overwrite=True)
     if args.plot:
-        check_writable_file(args.plot, option="--plot")
+        check_writable_file(args.plot, option="--plot", overwrite=True)
     from aerec.persistence import atomic_write_bytes
     from aerec.reports import compare_runs, default_metrics, format_table
 

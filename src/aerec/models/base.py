@@ -64,6 +64,10 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         self.item_ids_ = data.item_ids
         self.n_items_ = data.n_items
         self._fit(data.matrix, validation, trainer)
+        # Items the training data never shows: nothing was learned about them (similar_items
+        # refuses them rather than answer from untrained weights); saved with the model.
+        seen = np.bincount(data.matrix.indices, minlength=data.n_items) > 0
+        self.untrained_items_ = frozenset(np.asarray(data.item_ids, str)[~seen].tolist())
         # recommend_users() for the training users (kept in memory, not saved with the model)
         self.set_known_users(data)
         return self

@@ -40,6 +40,8 @@ def save_model(model: Any, path: str | Path) -> None:
         "n_items": int(model.n_items_),
         "item_ids": ids,
         **({"item_titles": kept} if kept else {}),
+        **({"untrained_items": sorted(model.untrained_items_)}
+           if getattr(model, "untrained_items_", None) is not None else {}),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
@@ -70,6 +72,8 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
     model.n_items_ = meta["n_items"]
     if meta.get("item_titles"):
         model.item_titles_ = dict(meta["item_titles"])
+    if "untrained_items" in meta:  # optional: models written before it was kept do not know
+        model.untrained_items_ = frozenset(meta["untrained_items"])
     weights = path / "model.safetensors"
     state, saved = load_state(weights)
     if saved.get("model", model.name) != model.name:
@@ -132,6 +136,13 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
     unknown = set(titles).difference(ids)
     if unknown:
         raise bad("item_titles", f"names item {min(unknown)!r:.40}, which item_ids does not list")
+    untrained = meta.get("untrained_items", [])
+    if not isinstance(untrained, list) or not all(isinstance(i, str) for i in untrained):
+        raise bad("untrained_items", f"must be a list of item ids, found {json_type(untrained)}")
+    outside = set(untrained).difference(ids)
+    if outside:
+        raise bad("untrained_items", f"names item {min(outside)!r:.40}, which item_ids does not "
+                  "list")
     return meta
 
 
