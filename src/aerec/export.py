@@ -181,9 +181,16 @@ def split_users(split: Split, which: str = "all") -> Interactions:
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Raw ids from a text file, one a line; blank lines and lines starting with ``#`` skipped."""
-    with open(path, encoding="utf-8") as fh:
-        return [s for s in (line.strip() for line in fh) if s and not s.startswith("#")]
+    """Raw ids from a text file, one a line; blank lines and lines starting with ``#`` skipped.
+
+    The file must be a regular UTF-8 text file of at most
+    :data:`~aerec.input_files.MAX_ID_LIST_BYTES` (``/dev/zero`` or a binary file is a
+    :class:`DataError`, not an endless read).
+    """
+    from aerec.input_files import read_text_lines
+
+    return [s for s in (line.strip() for line in read_text_lines(path))
+            if s and not s.startswith("#")]
 
 
 # -- sinks ----------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def load_source(data: dict[str, Any]) -> tuple[Interactions, Interactions | None
     test = None
     if data.get("test"):
         test_kwargs = dict(data.get("columns", {}))
-        if fmt == "lightgcn":
-            test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
+        if fmt == "lightgcn":  # the same users; test items unseen in training: see given_split
+            test_kwargs.update(user_ids=train.user_ids)
         test = readers.read_file(data["test"], fmt, **test_kwargs)
     return train, test
 

@@ -18,6 +18,8 @@ from aerec.errors import EmptyDataError, ParseError
 __all__ = ["as_pandas", "frame_arrays"]
 
 _INT64_MAX = np.iinfo(np.int64).max
+#: The largest rating: values are stored as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Kinds of object columns (as pandas.api.types.infer_dtype names them) that hold no unhashable ids.
 _PLAIN = {"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}
 
@@ -81,6 +83,10 @@ def _column(column: pd.Series, field: str, source: str | None) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             _fail(column, f"rating {values[bad][0]} in row {_row(bad)} is not finite", source)
+        bad = np.abs(values) > FLOAT32_MAX  # stored as float32, where it would be infinite
+        if bad.any():
+            _fail(column, f"rating {values[bad][0]} in row {_row(bad)} is too large (ratings "
+                          f"are float32: at most {FLOAT32_MAX:.3g})", source)
         return values
     return _timestamps(column, values, source)
 

@@ -46,8 +46,11 @@ def given_kind(data: Interactions, test: Interactions | None, spec: dict[str, An
     # The test rows are binarised as the training rows are, but never filtered by counts.
     test = preprocess_for_model(test, {"threshold": options.get("threshold")}, implicit)
     split = spec["split"]
+    # LightGCN's protocol counts test items that train.txt lacks; other formats drop them.
+    lightgcn = spec.get("data", {}).get("format") == "lightgcn"
+    unseen = spec.get("data", {}).get("unseen_test_items", "keep" if lightgcn else "drop")
     return given_split(data, test, validation_fraction=split.get("validation_fraction", 0.1),
-                       seed=split["seed"])
+                       seed=split["seed"], unseen_test_items=unseen)
 
 
 #: Every split kind, by name.
