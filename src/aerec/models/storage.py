@@ -58,8 +58,10 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
     which must cover every item and hold no NaN. Anything wrong is one :class:`DataError` naming
     the file and what is wrong.
     """
+    from aerec.device import resolve_device
     from aerec.models import get_model_class
 
+    resolve_device(device)  # an unknown device is the caller's error, not the weights'
     path = Path(path)
     json_path = path / "model.json"
     meta = read_model_json(json_path)
