@@ -59,14 +59,16 @@ def check_input_file(path: str | Path, *, text: bool = True, max_bytes: int | No
     return path
 
 
-def read_text_lines(path: str | Path, *, max_bytes: int = MAX_ID_LIST_BYTES) -> list[str]:
-    """The lines of a small UTF-8 text file, checked by :func:`check_input_file` first.
+def read_text_lines(path: str | Path, *, max_bytes: int | None = None) -> list[str]:
+    """The lines of a small UTF-8 text file (at most ``max_bytes``, default
+    :data:`MAX_ID_LIST_BYTES`), checked by :func:`check_input_file` first.
 
     Raises
     ------
     DataError
         As :func:`check_input_file`, or for bytes that are not UTF-8 (line named).
     """
+    max_bytes = MAX_ID_LIST_BYTES if max_bytes is None else max_bytes
     path = check_input_file(path, max_bytes=max_bytes)
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)  # the file may have grown since it was checked

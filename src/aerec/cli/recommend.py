@@ -129,8 +129,11 @@ def _export(args: argparse.Namespace, model, split, filt) -> int:
     finally:
         for bar in bars:
             bar.close()
+    excluded = "every item of the user in the run's data (test targets included)"
     if args.json:
-        print(json.dumps({"out": str(summary.path), "users": summary.users, "rows": summary.rows}))
+        print(json.dumps({"out": str(summary.path), "users": summary.users, "rows": summary.rows,
+                          "excluded": excluded}))
     else:
-        print(f"wrote {summary.rows} rows for {summary.users} users to {summary.path}")
+        print(f"wrote {summary.rows} rows for {summary.users} users to {summary.path}; "
+              f"excluded: {excluded}")
     return 0
