@@ -181,6 +181,18 @@ def test_class2_the_export_excludes_every_item_of_each_user_and_says_so(run, tmp
         assert not pairs & own
 
 
+def test_class2_python_known_users_of_a_run_never_get_their_own_items(edge_run):
+    from aerec.export import split_users
+    from aerec.models import Recommender
+    from aerec.runs import load_split
+
+    user, theirs = _a_user_with_test_rows(edge_run)
+    model = Recommender.load(edge_run / "model", device="cpu")
+    model.set_known_users(split_users(load_split(edge_run / "split")))  # as docs/ says
+    got = set(model.recommend_users([user], n=1000)["item"])
+    assert got and not got & theirs
+
+
 def test_class2_evaluation_still_hides_the_test_targets(run, capsys, monkeypatch):
     import aerec.histories
 
