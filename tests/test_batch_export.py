@@ -152,7 +152,8 @@ def test_unwritable_out_is_one_line_exit_2_and_leaves_nothing(run, tmp_path):
     r = subprocess.run([sys.executable, "-m", "aerec.cli", "recommend", str(run), "--all-users",
                         "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr == f"aerec recommend: error: {out}: Not a directory\n"
+    assert r.stderr == (f"aerec recommend: error: --out {out}: {out.parent} is a file, "
+                        "not a folder\n")  # found before the run is read
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 

@@ -89,6 +89,61 @@ def server_url(demo_run):
     stop()
 
 
+def _wait(driver, seconds: float = 30):
+    """A wait whose condition is tried again when the page re-renders under it.
+
+    The page redraws its lists when an answer arrives (each key typed in the search box sends a
+    request), so an element found a moment ago may be gone: every condition below finds its
+    elements afresh on each try, and a StaleElementReferenceException (or an element not there
+    yet) means "not yet", not a failure.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,
+                                                              NoSuchElementException))
+
+
+def _text(driver, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def _items(driver, css: str, *, title: bool = False) -> list:
+    """``data-item`` of each element matching ``css`` (with its title text when asked), read
+    in one go: a re-render midway raises StaleElementReferenceException, for _wait to retry."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    if not title:
+        return [e.get_attribute("data-item") for e in found]
+    return [(e.get_attribute("data-item"), e.find_element(By.CLASS_NAME, "title").text)
+            for e in found]
+
+
+def _click(driver, css: str):
+    """Click the first element matching ``css``; returns its ``data-item`` (for _wait)."""
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.CSS_SELECTOR, css)
+    item = element.get_attribute("data-item")
+    element.click()
+    return item or True
+
+
+def _search_results(driver, query: str, at_least: int):
+    """The results of the search for ``query`` once they are all shown: [(item, title), ...]."""
+    from selenium.webdriver.common.by import By
+
+    rows = _items(driver, "#results li[data-item]", title=True)
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#results li button.add")
+    texts = [li.text.lower() for li in driver.find_elements(By.CSS_SELECTOR, "#results li[data-item]")]
+    if len(buttons) < at_least or len(rows) < at_least or not all(query in t for t in texts):
+        return False
+    return rows
+
+
 def _policy_violations(driver) -> list[str]:
     """Console messages of the page that report a blocked resource or script."""
     return [e["message"] for e in driver.get_log("browser")
@@ -117,32 +172,25 @@ def browser(tmp_path):
 
 def test_search_pick_three_and_see_ten_recommendations(browser, server_url, demo_run, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     _, query, dataset = demo_run
-    wait = WebDriverWait(browser, 30)
+    wait = _wait(browser)
     browser.get(server_url + "/")
-    wait.until(lambda d: "mult-vae" in d.find_element(By.ID, "model-info").text)
-    assert dataset in browser.find_element(By.ID, "model-info").text
+    wait.until(lambda d: "mult-vae" in _text(d, "model-info"))
+    assert dataset in _text(browser, "model-info")
 
     browser.find_element(By.ID, "search").send_keys(query)
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li button.add")) >= 3
-               and all(query in li.text.lower()
-                       for li in d.find_elements(By.CSS_SELECTOR, "#results li[data-item]")))
-    rows = browser.find_elements(By.CSS_SELECTOR, "#results li[data-item]")[:3]
-    picked = {row.get_attribute("data-item"): row.find_element(By.CLASS_NAME, "title").text
-              for row in rows}
-    for row in rows:
-        row.find_element(By.CSS_SELECTOR, "button.add").click()
+    picked = dict(wait.until(lambda d: _search_results(d, query, 3))[:3])
+    for item in picked:
+        wait.until(lambda d: _click(d, f'#results li[data-item="{item}"] button.add'))
 
-    wait.until(lambda d: "for 3 picked items" in d.find_element(By.ID, "status").text
+    wait.until(lambda d: "for 3 picked items" in _text(d, "status")
                and len(d.find_elements(By.CSS_SELECTOR, "#recs li.rec")) == 10)
-    chips = browser.find_elements(By.CSS_SELECTOR, "#picked li")
-    assert {c.get_attribute("data-item") for c in chips} == set(picked)
-    recs = browser.find_elements(By.CSS_SELECTOR, "#recs li.rec")
-    assert not {r.get_attribute("data-item") for r in recs} & set(picked)
-    titles = [r.find_element(By.CLASS_NAME, "title").text for r in recs]
-    scores = [float(r.find_element(By.CLASS_NAME, "score").text) for r in recs]
+    assert set(wait.until(lambda d: _items(d, "#picked li"))) == set(picked)
+    recs = wait.until(lambda d: _ten_recommendations(d))
+    assert not {item for item, _, _ in recs} & set(picked)
+    titles = [title for _, title, _ in recs]
+    scores = [score for _, _, score in recs]
     assert all(titles) and scores == sorted(scores, reverse=True)
     if dataset == "tiny-genres":  # known answer: the other space films
         assert all(t.startswith("Space Saga") for t in titles), titles
@@ -154,101 +202,90 @@ def test_search_pick_three_and_see_ten_recommendations(browser, server_url, demo
         shutil.copyfile(shot, os.environ["AEREC_DEMO_SCREENSHOT"])
 
     # Removing a pick updates the recommendations for the two that are left.
-    browser.find_element(By.CSS_SELECTOR, "#picked li button.remove").click()
-    wait.until(lambda d: "for 2 picked items" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: _click(d, "#picked li button.remove"))
+    wait.until(lambda d: "for 2 picked items" in _text(d, "status"))
     assert not _policy_violations(browser)
+
+
+def _ten_recommendations(driver):
+    """[(item, title, score)] of the ten shown recommendations, or False while not ten."""
+    from selenium.webdriver.common.by import By
+
+    recs = driver.find_elements(By.CSS_SELECTOR, "#recs li.rec")
+    if len(recs) != 10:
+        return False
+    return [(r.get_attribute("data-item"), r.find_element(By.CLASS_NAME, "title").text,
+             float(r.find_element(By.CLASS_NAME, "score").text)) for r in recs]
 
 
 def test_similar_items_show_and_a_click_adds_an_item_to_the_picks(browser, server_url, demo_run):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     _, query, dataset = demo_run
-    wait = WebDriverWait(browser, 30)
+    wait = _wait(browser)
     browser.get(server_url + "/")
     browser.find_element(By.ID, "search").send_keys(query)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results li button.add")
-               and all(query in li.text.lower()
-                       for li in d.find_elements(By.CSS_SELECTOR, "#results li[data-item]")))
-    first = browser.find_element(By.CSS_SELECTOR, "#results li[data-item]")
-    first_id, first_title = first.get_attribute("data-item"), first.find_element(By.CLASS_NAME, "title").text
-    first.find_element(By.CSS_SELECTOR, "button.add").click()
+    first_id, first_title = wait.until(lambda d: _search_results(d, query, 1))[0]
+    wait.until(lambda d: _click(d, f'#results li[data-item="{first_id}"] button.add'))
 
     # The pick's similar items appear under the picks, the pick itself never among them.
     wait.until(lambda d: d.find_element(By.ID, "similar").get_attribute("data-of") == first_id)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#similar li[data-item]")) == 8
-    assert browser.find_element(By.ID, "similar-of").text == first_title
-    similar = browser.find_elements(By.CSS_SELECTOR, "#similar li[data-item]")
-    assert first_id not in {li.get_attribute("data-item") for li in similar}
+    similar = wait.until(lambda d: _items(d, "#similar li[data-item]", title=True))
+    assert len(similar) == 8
+    assert _text(browser, "similar-of") == first_title
+    assert first_id not in {item for item, _ in similar}
     if dataset == "tiny-genres":  # known answer: the space films resemble each other
-        titles = [li.find_element(By.CLASS_NAME, "title").text for li in similar]
+        titles = [title for _, title in similar]
         assert sum(t.startswith("Space Saga") for t in titles) >= 6, titles
 
     # Clicking a recommended item's button adds it to the picks and re-scores for both.
-    wait.until(lambda d: "for 1 picked item" in d.find_element(By.ID, "status").text
+    wait.until(lambda d: "for 1 picked item" in _text(d, "status")
                and len(d.find_elements(By.CSS_SELECTOR, "#recs li.rec")) == 10)
-    rec = browser.find_element(By.CSS_SELECTOR, "#recs li.rec")
-    rec_id = rec.get_attribute("data-item")
-    rec.find_element(By.CSS_SELECTOR, "button.add").click()
-    wait.until(lambda d: "for 2 picked items" in d.find_element(By.ID, "status").text)
-    chips = [c.get_attribute("data-item") for c in browser.find_elements(By.CSS_SELECTOR, "#picked li")]
-    assert chips == [first_id, rec_id]
-    recs = {r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "#recs li.rec")}
+    rec_id = wait.until(lambda d: _click(d, "#recs li.rec button.add"))
+    wait.until(lambda d: "for 2 picked items" in _text(d, "status"))
+    assert wait.until(lambda d: _items(d, "#picked li")) == [first_id, rec_id]
+    recs = set(wait.until(lambda d: _items(d, "#recs li.rec")))
     assert not recs & {first_id, rec_id}
 
     # The newest pick's similar items are shown; adding one of them makes three picks.
     wait.until(lambda d: d.find_element(By.ID, "similar").get_attribute("data-of") == rec_id)
-    free = browser.find_element(By.CSS_SELECTOR, "#similar li button.add:not([disabled])")
-    free_id = free.get_attribute("data-item")
-    free.click()
-    wait.until(lambda d: "for 3 picked items" in d.find_element(By.ID, "status").text)
-    chips = [c.get_attribute("data-item") for c in browser.find_elements(By.CSS_SELECTOR, "#picked li")]
-    assert chips == [first_id, rec_id, free_id]
+    free_id = wait.until(lambda d: _click(d, "#similar li button.add:not([disabled])"))
+    wait.until(lambda d: "for 3 picked items" in _text(d, "status"))
+    assert wait.until(lambda d: _items(d, "#picked li")) == [first_id, rec_id, free_id]
     assert not _policy_violations(browser)
 
 
 def test_docs_render_from_local_files_under_their_policy(browser, server_url):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
+    wait = _wait(browser)
     browser.get(server_url + "/docs")
-    WebDriverWait(browser, 30).until(
-        lambda d: "aerec recommendations" in "".join(
-            e.text for e in d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title")))
-    WebDriverWait(browser, 30).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) >= 4)
-    paths = {e.text.strip() for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
-    assert {"/recommend", "/health", "/items"} <= paths, paths
+    wait.until(lambda d: "aerec recommendations" in "".join(
+        e.text for e in d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title")))
+
+    def paths(d):
+        found = {e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        return found if len(found) >= 4 else False
+
+    assert {"/recommend", "/health", "/items"} <= wait.until(paths)
     assert not _policy_violations(browser)
 
 
 def test_a_failed_request_clears_the_list_it_no_longer_matches(browser, demo_run):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def click_free_add(driver) -> bool:
-        # the result list is redrawn when a search answers; try again on a redrawn button
-        try:
-            driver.find_element(By.CSS_SELECTOR, "#results li button.add:not([disabled])").click()
-        except StaleElementReferenceException:
-            return False
-        return True
-
+    free_add = "#results li button.add:not([disabled])"
     url, stop = _start_server(demo_run[0])
     query = demo_run[1]
+    wait = _wait(browser)
     try:
-        wait = WebDriverWait(browser, 30)
         browser.get(url + "/")
         browser.find_element(By.ID, "search").send_keys(query)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li button.add")) >= 2
-                   and all(query in li.text.lower()
-                           for li in d.find_elements(By.CSS_SELECTOR, "#results li[data-item]")))
-        wait.until(click_free_add)
+        wait.until(lambda d: _search_results(d, query, 2))
+        wait.until(lambda d: _click(d, free_add))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recs li.rec")) == 10)
     finally:
         stop()  # the server goes away; the page stays open
-    wait.until(click_free_add)
-    wait.until(lambda d: "Could not recommend" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: _click(d, free_add))
+    wait.until(lambda d: "Could not recommend" in _text(d, "status"))
     assert browser.find_elements(By.CSS_SELECTOR, "#recs li.rec") == []

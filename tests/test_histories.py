@@ -87,27 +87,31 @@ def test_finite_top_drops_the_history_scored_minus_infinity():
     assert ids.tolist() == [4, 1] and scores.tolist() == [2.0, 1.0]
 
 
-# -- a known user's history is everything the run holds about them but the test -----------------
+# -- a known user's history is everything the run holds about them, the test included -----------
 def _given_split():
     data = tiny_interactions(n_users=90)
     is_test = np.random.default_rng(5).random(data.nnz) < 0.2
     return given_split(data.mask(~is_test), data.mask(is_test), validation_fraction=0.25, seed=2)
 
 
-def test_on_a_given_split_a_user_has_the_whole_training_row():
+def test_on_a_given_split_a_user_has_the_whole_training_row_and_the_test_rows():
     split = _given_split()
     user = str(split.train.user_ids[0])
     row = split.test.fold_in.user_index[user]
     whole = split.test.fold_in.matrix[row]
+    test_rows = split.test.targets.matrix[split.test.targets.user_index[user]]
     history = known_user_history(split, user)
-    assert sorted(history.indices.tolist()) == sorted(whole.indices.tolist())
+    assert test_rows.nnz >= 1
+    assert sorted(history.indices.tolist()) == sorted(whole.indices.tolist()
+                                                      + test_rows.indices.tolist())
     # ... which is more than what the models were fitted on: the validation carve too
     carve = split.validation.targets.matrix[split.validation.targets.user_index[user]]
     assert carve.nnz >= 1 and set(carve.indices.tolist()) <= set(history.indices.tolist())
-    assert history.nnz == split.train.matrix[split.train.user_index[user]].nnz + carve.nnz
+    assert history.nnz == (split.train.matrix[split.train.user_index[user]].nnz + carve.nnz
+                           + test_rows.nnz)
 
 
-def test_on_a_strong_split_held_out_users_keep_their_test_targets_out():
+def test_on_a_strong_split_held_out_users_have_their_whole_row():
     split = strong_generalization(tiny_interactions(), 30, seed=1)
     trained = str(split.train.user_ids[3])
     assert known_user_history(split, trained).nnz == split.train.matrix[3].nnz
@@ -116,21 +120,26 @@ def test_on_a_strong_split_held_out_users_keep_their_test_targets_out():
     assert known_user_history(split, validating).nnz == both
     tested = str(split.test.fold_in.user_ids[0])
     history = known_user_history(split, tested)
-    assert history.indices.tolist() == split.test.fold_in.matrix[0].indices.tolist()
+    both = sorted(split.test.fold_in.matrix[0].indices.tolist()
+                  + split.test.targets.matrix[0].indices.tolist())
+    assert history.indices.tolist() == both
     with pytest.raises(DataError, match="'nobody' is not in this run's data"):
         known_user_history(split, "nobody")
 
 
-def test_on_u1_a_user_has_every_rating_of_u1_base(shared_data_dir):
+def test_on_u1_a_user_has_every_rating_of_u1_base_and_u1_test(shared_data_dir):
     from aerec.data.readers import read_ml100k
 
     split = canonical_fold(shared_data_dir / "ml-100k", "u1")
-    base = read_ml100k(shared_data_dir / "ml-100k" / "u1.base")
-    row = base.matrix[base.user_index["1"]]
-    expected = {str(base.item_ids[c]): v for c, v in zip(row.indices, row.data)}
+    expected = {}
+    for name in ("u1.base", "u1.test"):
+        part = read_ml100k(shared_data_dir / "ml-100k" / name)
+        row = part.matrix[part.user_index["1"]]
+        expected.update({str(part.item_ids[c]): v for c, v in zip(row.indices, row.data)})
+    expected = {i: v for i, v in expected.items() if i in set(split.train.item_ids.tolist())}
     history = known_user_history(split, "1")
     got = {str(split.train.item_ids[c]): v for c, v in zip(history.indices, history.data)}
-    assert got == expected and len(got) == 135  # user 1's ratings in u1.base
+    assert got == expected and len(got) == 272  # user 1's ratings in u1.base and u1.test
     assert split.train.matrix[split.train.user_index["1"]].nnz < len(got)
 
 
@@ -212,8 +221,9 @@ def test_cli_python_and_http_give_the_same_answer(tiny_run, capsys, entries):
 def test_a_known_user_never_gets_their_own_items_back(tiny_run, capsys):
     split = load_split(tiny_run / "split")
     user = str(split.train.user_ids[1])
-    whole = {str(split.train.item_ids[c])
-             for c in split.test.fold_in.matrix[split.test.fold_in.user_index[user]].indices}
+    whole = {str(split.train.item_ids[c]) for part in (split.test.fold_in, split.test.targets)
+             for c in part.matrix[part.user_index[user]].indices}  # the test file's rows too
+    assert len(whole) > split.test.fold_in.matrix[split.test.fold_in.user_index[user]].nnz
     n_items = split.train.n_items
     cli = _cli(capsys, tiny_run, "--user", user, "-n", 1000)
     items, scores = _pairs(cli["recommendations"])

@@ -59,6 +59,29 @@ def test_onnx_scores_match_torch_on_100_users(tiny, tmp_path, make):
     assert [o.name for o in proto.graph.output] == ["scores"]
 
 
+@pytest.mark.parametrize("make", [
+    lambda: MultVAE(epochs=1, hidden="16", latent=8, device="cpu"),
+    lambda: MultDAE(epochs=1, latent=8, device="cpu"),
+    lambda: RecVAE(epochs=1, hidden=16, latent=8, encoder_layers=2, device="cpu"),
+    lambda: UAutoRec(epochs=1, hidden="16", device="cpu"),
+    lambda: DeepAutoencoder(epochs=1, hidden="8", device="cpu"),
+], ids=["mult-vae", "mult-dae", "recvae", "u-autorec", "deep-ae"])
+def test_every_export_scores_an_empty_history_as_torch_does(tiny, tmp_path, make):
+    import scipy.sparse as sp
+
+    from aerec.onnx_export import EXPORTABLE
+
+    model = make().fit(tiny)
+    assert model.name in EXPORTABLE
+    path = export_onnx(model, tmp_path / "model.onnx")
+    batch = tiny.matrix[:3].toarray()
+    batch[[0, 2]] = 0.0  # empty rows beside a full one (RecVAE divided 0 by 0 here)
+    got = onnx_scores(path, batch)
+    want = model.score(sp.csr_matrix(batch))
+    assert np.isfinite(want).all() and np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * np.abs(want).max())
+
+
 def test_rating_fallback_is_in_the_graph(tiny, tmp_path):
     model = DeepAutoencoder(epochs=1, hidden="8", device="cpu").fit(tiny)
     model.item_counts_[3] = 0  # as if item 3 had no training ratings
@@ -96,3 +119,11 @@ def test_cli_export_writes_a_file_that_scores_like_the_run(tmp_path, capsys):
     assert "does not exist" in err and "\n" not in err
     assert main(["export", str(run), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    # an existing file is kept unless --overwrite; replaced, it keeps its mode (not 0600)
+    out.chmod(0o644)
+    before = out.read_bytes()
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    out.write_bytes(b"old")
+    assert main(["export", str(run), "--out", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == before and out.stat().st_mode & 0o777 == 0o644

@@ -79,3 +79,45 @@ def make_tiny_run(run_dir: Path, *, model: str = "mult-vae", epochs: int = 15,
     })
     train_run(run_dir)
     return run_dir
+
+
+#: The item of :func:`make_edge_run` that only the test file names (no training interaction).
+UNTRAINED_ITEM = "999"
+
+
+def make_edge_run(run_dir: Path, *, ratings: bool = False) -> Path:
+    """A run at the edges: a given split of the tiny genres whose test file also names
+    :data:`UNTRAINED_ITEM` (kept, as LightGCN keeps such items), trained with EASE, or with a
+    one-epoch deep autoencoder on ratings 1 to 5 when ``ratings``.
+    """
+    import warnings
+
+    from aerec.data.splits import given_split
+    from aerec.models import EASE, DeepAutoencoder
+
+    data = tiny_interactions(n_users=90)
+    rows, cols, _, _ = data.to_arrays()
+    rng = np.random.default_rng(5)
+    values = (rng.integers(1, 6, len(rows)) if ratings else np.ones(len(rows))).astype(np.float32)
+    users, items = data.user_ids[rows], data.item_ids[cols]
+    is_test = rng.random(len(rows)) < 0.2
+    titles = {**data.item_titles, UNTRAINED_ITEM: "Untrained Film"}
+    train = Interactions.from_arrays(users[~is_test], items[~is_test],
+                                     values[~is_test] if ratings else None, item_titles=titles)
+    test = Interactions.from_arrays(
+        np.r_[users[is_test], [users[is_test][0]]], np.r_[items[is_test], [UNTRAINED_ITEM]],
+        np.r_[values[is_test], [5.0]].astype(np.float32) if ratings else None)
+    with warnings.catch_warnings():  # the untrained item's test interaction is said in a warning
+        warnings.simplefilter("ignore")
+        split = given_split(train, test, validation_fraction=0.25, seed=2,
+                            unseen_test_items="keep")
+    model = (DeepAutoencoder(epochs=1, hidden="8", device="cpu") if ratings
+             else EASE(lam=50.0)).fit(split.train)
+    run_dir = Path(run_dir)
+    save_split(split, run_dir / "split")
+    model.save(run_dir / "model")
+    write_json(run_dir / "run.json", {
+        "format": RUN_FORMAT, "model": model.name, "params": model.get_params(),
+        "data": {"dataset": "tiny-genres"}, "preprocess": {}, "split": {"kind": "given"},
+        "versions": {"aerec": aerec.__version__}})
+    return run_dir

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,8 +28,10 @@ from aerec.data.splits import Split
 from aerec.errors import ConfigError, DataError
 from aerec.histories import history_parts
 from aerec.models.raw_ids import ItemFilter, check_n
+from aerec.persistence import open_temp_beside
 
-__all__ = ["FORMATS", "COLUMNS", "export_recommendations", "split_users", "read_id_list"]
+__all__ = ["FORMATS", "COLUMNS", "export_format", "export_recommendations", "split_users",
+           "read_id_list"]
 
 #: Output formats by file suffix.
 FORMATS = {".parquet": "parquet", ".csv": "csv"}
@@ -180,17 +181,31 @@ def split_users(split: Split, which: str = "all") -> Interactions:
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Raw ids from a text file, one a line; blank lines and lines starting with ``#`` skipped."""
-    with open(path, encoding="utf-8") as fh:
-        return [s for s in (line.strip() for line in fh) if s and not s.startswith("#")]
+    """Raw ids from a text file, one a line; blank lines and lines starting with ``#`` skipped.
+
+    The file must be a regular UTF-8 text file of at most
+    :data:`~aerec.input_files.MAX_ID_LIST_BYTES` (``/dev/zero`` or a binary file is a
+    :class:`DataError`, not an endless read).
+    """
+    from aerec.input_files import read_text_lines
+
+    return [s for s in (line.strip() for line in read_text_lines(path))
+            if s and not s.startswith("#")]
 
 
 # -- sinks ----------------------------------------------------------------------------------------
-def _open_sink(path: Path, item_ids: np.ndarray) -> _Sink:
+def export_format(path: str | Path) -> str:
+    """``"parquet"`` or ``"csv"``, from ``path``'s suffix; a :class:`ConfigError` for another."""
+    path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise ConfigError(f"{path}: cannot tell the format from the suffix; use "
                           f"{' or '.join(FORMATS)}")
+    return kind
+
+
+def _open_sink(path: Path, item_ids: np.ndarray) -> _Sink:
+    kind = export_format(path)
     return (_ParquetSink if kind == "parquet" else _CsvSink)(path, item_ids)
 
 
@@ -199,14 +214,10 @@ class _Sink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # Not mkstemp: its mode 0600 would survive the rename, and an export is meant to be read
-        # by others; os.open with 0666 leaves the mode to the umask, as for any new file.
-        self.tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except OSError as exc:
-            # Name the file asked for, not the temporary one.
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        # The mode of the file replaced, or the umask's for a new one (an export is meant to be
+        # read by others).
+        fd, self.tmp = open_temp_beside(path)
+        os.close(fd)
         try:
             self._open()
         except BaseException:

@@ -3,8 +3,13 @@
 Two sources, one shape (a one-row CSR matrix on the model's item columns):
 
 * :func:`history_from_items`: raw item ids a caller names, each optionally ``ID:RATING``;
-* :func:`known_user_history`: everything a run holds about one of its users except the test
-  targets, so that nothing the user already has is recommended back, whatever the split kind.
+* :func:`known_user_history`: everything a run holds about one of its users, the held-out test
+  targets included, so that nothing the user already has is recommended back, whatever the
+  split kind. (Evaluation never reads these histories: it folds in each part's ``fold_in`` and
+  keeps the targets hidden.)
+
+Every value of a history is checked by :func:`check_value` against what the model was trained
+on: a rating outside the training scale or a non-positive implicit value is refused, not clipped.
 
 :func:`finite_top` drops what :meth:`~aerec.models.Recommender.recommend` ranks with a non-finite
 score (the history itself, scored ``-inf``), so that a large ``n`` returns only items that can be
@@ -25,8 +30,8 @@ from aerec.errors import DataError
 if TYPE_CHECKING:  # models import this module (raw_ids builds its rows here)
     from aerec.models import Recommender
 
-__all__ = ["default_value", "finite_top", "history_from_items", "history_parts", "known_user_history",
-           "one_row"]
+__all__ = ["check_value", "default_value", "finite_top", "history_from_items", "history_parts",
+           "known_user_history", "one_row"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -67,7 +72,9 @@ def history_from_items(
     Raises
     ------
     DataError
-        If the rating of a known item is not a number, or any rating is not finite.
+        If the rating of a known item is not a number or is refused by :func:`check_value`, any
+        rating is not finite, or an entry is a known id followed by more than ``:RATING``
+        (``50:5:3``).
     """
     if index is None:
         index = {str(item): k for k, item in enumerate(np.asarray(model.item_ids_).tolist())}
@@ -81,8 +88,10 @@ def history_from_items(
             continue
         raw, sep, rating = entry.rpartition(":")
         if sep and raw in index:
-            values[index[raw]] = _rating(entry, rating)
-        elif sep and _is_number(rating):
+            values[index[raw]] = check_value(model, raw, _rating(entry, rating))
+            continue
+        _check_not_malformed(entry, index)
+        if sep and _is_number(rating):
             _rating(entry, rating)  # an unknown item still may not carry NaN
             unknown[raw] = None
         else:  # an id the model does not know, ':' and all
@@ -91,12 +100,13 @@ def history_from_items(
 
 
 def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
-    """Everything a run holds about one of its users, except the test targets.
+    """Everything a run holds about one of its users, the test targets included.
 
-    On a strong-generalization split that is a training user's row, a validation user's fold-in
-    and targets, or a test user's fold-in. On given and rating splits, where the same users are in
-    every part, it is the whole training row: the remainder models were fitted on *and* the
-    validation carve, so neither comes back as a recommendation.
+    On a strong-generalization split that is a training user's row, or a held-out user's fold-in
+    and targets. On given and rating splits, where the same users are in every part, it is the
+    whole training row (the remainder models were fitted on *and* the validation carve) and the
+    user's rows of the test file: nothing of the user's data comes back as a recommendation.
+    Evaluation does not use it, and keeps hiding the targets from the models.
 
     Raises
     ------
@@ -123,7 +133,8 @@ def known_user_history(split: Split, user_id: str) -> sp.csr_matrix:
 def history_parts(split: Split) -> tuple:
     """The parts of ``split`` a known user's history is made of, in order of precedence: where
     two hold the same (user, item), the value of the first counts."""
-    return split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets
+    return (split.test.fold_in, split.train, split.validation.fold_in, split.validation.targets,
+            split.test.targets)
 
 
 def finite_top(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +149,39 @@ def one_row(values: dict[int, float], n_items: int) -> sp.csr_matrix:
     cols = np.array(sorted(values), np.int32)
     data = np.array([values[c] for c in cols.tolist()], np.float32)
     return sp.csr_matrix((data, cols, np.array([0, len(cols)], np.int32)), shape=(1, n_items))
+
+
+def check_value(model: Recommender, item: str, value: float) -> float:
+    """``value`` as the history value of ``item``, or a :class:`DataError` if the model cannot
+    score it.
+
+    A rating model refuses a rating outside its training scale (``rating_range_``): a network
+    fed ``50:1000`` on a 1-5 scale extrapolates (to 881), and clipping would hide a mistake in
+    the caller's data. An implicit model refuses a value that is not positive: its inputs are
+    presence (1) or a count, and a zero or negative entry would reach the encoder as a negative
+    signal it was never trained on.
+    """
+    if model.implicit:
+        if not value > 0:
+            raise DataError(f"item {item!r}: value {value:g} is not positive; an implicit-feedback "
+                            "history holds items (1) or positive counts")
+        return value
+    low, high = model.rating_range_
+    if not low <= value <= high:
+        raise DataError(f"item {item!r}: rating {value:g} is outside the training scale "
+                        f"{low:g} to {high:g} (refused, not clipped)")
+    return value
+
+
+def _check_not_malformed(entry: str, index: Mapping[str, int]) -> None:
+    """DataError for an entry that names a known item and then more than ``:RATING`` (``50:5:3``):
+    read as an unknown id it would be dropped without a word."""
+    start = 0
+    while (colon := entry.find(":", start)) >= 0:
+        if entry[:colon] in index:
+            raise DataError(f"item entry {entry!r}: {entry[:colon]!r} is an item, and "
+                            f"{entry[colon:]!r} after it is not ':RATING'; give ID or ID:RATING")
+        start = colon + 1
 
 
 def _is_number(text: str) -> bool:

@@ -57,14 +57,25 @@ def check_writable_run_dir(path: str | Path, *, option: str = "--out",
     return path
 
 
-def check_writable_file(path: str | Path, *, option: str) -> Path:
-    """Check that a file can be written at ``path`` (replacing one there, if any).
+def check_writable_file(path: str | Path, *, option: str, overwrite: bool) -> Path:
+    """Check that a file can be written at ``path``: the one rule of every ``--out FILE``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; it may not exist yet.
+    option : str
+        The option that named it, for the message.
+    overwrite : bool
+        Whether an existing file may be replaced (``--overwrite``). Without it an existing file
+        is refused: a mistyped ``--out`` must not destroy the user's data (the run's own CSV).
 
     Raises
     ------
     ConfigError
-        When ``path`` is a folder, has a name too long for the file system, lies under a file,
-        or lies in a folder that cannot be written.
+        When ``path`` is a folder (with or without ``overwrite``: a file never replaces a
+        folder), an existing file and ``overwrite`` is false, has a name too long for the file
+        system, lies under a file, or lies in a folder that cannot be written.
     """
     path = Path(path)
     _check_names(path, option)
@@ -72,6 +83,9 @@ def check_writable_file(path: str | Path, *, option: str) -> Path:
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
     if path.exists() and not path.is_file():
         raise ConfigError(f"{option} {path}: not a regular file")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{option} {path}: the file exists; pass --overwrite to replace it, "
+                          "or choose another name")
     _check_ancestor_writable(path, option)
     return path
 

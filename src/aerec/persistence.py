@@ -9,8 +9,10 @@ one safetensors file (the skeleton in its metadata), written atomically.
 from __future__ import annotations
 
 import json
+import errno
 import os
 import re
+import secrets
 import stat
 import tempfile
 import zipfile
@@ -42,7 +44,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = open_temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -53,6 +55,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def open_temp_beside(path: Path) -> tuple[int, Path]:
+    """A new temporary file in ``path``'s folder, to be renamed over ``path``: its descriptor
+    (open for writing) and name.
+
+    Its mode is that of the file it will replace, or, for a new file, what the umask leaves of
+    0666, as for any file a program creates. Not :func:`tempfile.mkstemp`, whose 0600 would
+    survive the rename and make a shared file unreadable to the others who read it.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:  # name the file asked for, not the temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        try:
+            os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def write_json(path: str | Path, obj: Any) -> None:

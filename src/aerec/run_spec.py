@@ -133,7 +133,7 @@ class RunSpec:
         validation_fraction: float | None = None,
         test_fraction: float | None = None,
         cutoff: str | None = None,
-        drop_unknown_test_items: bool = False,
+        unseen_test_items: str | None = None,
         min_rating: float | None = None,
         min_user: int | None = None,
         min_item: int | None = None,
@@ -165,7 +165,7 @@ class RunSpec:
         heldout : int, float or str, optional
             Strong generalization: held-out users per group (the paper's count for its data
             sets, else 10 %).
-        validation_fraction, test_fraction, cutoff, drop_unknown_test_items
+        validation_fraction, test_fraction, cutoff, unseen_test_items
             Options of the other split kinds (see :class:`~aerec.data.options.SplitOptions`).
         min_rating : float, optional
             Models of implicit feedback keep ratings above it (3.5, or the paper's).
@@ -230,7 +230,7 @@ class RunSpec:
             kind=kind, seed=98765 if seed is None else seed, n_heldout=heldout,
             test_prop=protocol.test_prop if protocol is not None and kind == "strong" else None,
             validation_fraction=validation_fraction, test_fraction=test_fraction,
-            cutoff=cutoff, drop_unknown_test_items=drop_unknown_test_items or None)
+            cutoff=cutoff, unseen_test_items=unseen_test_items)
         if kind in _canonical_folds() and src.dataset != "ml-100k":
             raise ConfigError(f"split {kind} is a fold of MovieLens 100K: use --data ml-100k")
         training = TrainingOptions(

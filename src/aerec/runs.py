@@ -50,8 +50,8 @@ def load_source(source: DataSource) -> tuple[Interactions, Interactions | None]:
         test = None
         if source.test is not None:
             test_kwargs = dict(options)
-            if source.format == "lightgcn":
-                test_kwargs.update(user_ids=train.user_ids, item_ids=train.item_ids)
+            if source.format == "lightgcn":  # the same users; unseen test items: see given_split
+                test_kwargs.update(user_ids=train.user_ids)
             test = readers.read_file(source.test, source.format, **test_kwargs)
     if source.item_table:  # --item-table: names of one's own items
         names = read_item_table(source.item_table)
@@ -145,7 +145,8 @@ def resolve(spec: RunSpec, split: Split) -> dict[str, Any]:
         "test_users": int(split.test.fold_in.n_users),
         "items": int(split.train.n_items),
     })
-    for name in ("users_not_evaluated", "unknown_test_items", "users_dropped", "items_dropped"):
+    for name in ("users_not_evaluated", "test_interactions_untrained_item", "users_dropped",
+                 "items_dropped"):
         if name in split.params:
             resolved[name] = split.params[name]
     return resolved

@@ -53,6 +53,9 @@ def storage_errors(url: str | None) -> Iterator[None]:
         raise ConfigError(f"--storage {shown}: cannot be opened ({detail})") from None
     except RuntimeError as exc:  # Optuna: a schema of another Optuna version
         raise ConfigError(f"--storage {shown}: {first_line(exc)}") from None
+    except ValueError as exc:  # Optuna: a kind it no longer opens by URL (redis://)
+        raise ConfigError(f"--storage {shown}: cannot be used ({first_line(exc)}); use "
+                          "sqlite:///study.db, postgresql://... or mysql://...") from None
 
 
 def _shown(url: str) -> str:
@@ -65,12 +68,9 @@ def _shown(url: str) -> str:
 
 
 def _check_sqlite_file(url: str, shown: str) -> None:
-    if not url.startswith("sqlite:///"):
+    path = _sqlite_path(url)
+    if path is None:
         return
-    database = url[len("sqlite:///"):].split("?", 1)[0]
-    if not database or database == ":memory:":
-        return
-    path = Path(database)
     if path.is_dir():
         raise ConfigError(f"--storage {shown}: {path} is a folder, not a database file")
     if not path.parent.is_dir():
@@ -87,8 +87,35 @@ def check_storage(url: str | None) -> None:
     if url is None:
         return
     optuna = require("optuna", "tune", "tuning")
-    with storage_errors(url):
+    with storage_errors(url), schema_lock(url):
         optuna.storages.get_storage(url)
+
+
+@contextmanager
+def schema_lock(url: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``DATABASE.lock`` beside an SQLite database while its tables
+    may be created: two sessions that open a new database at once would otherwise both create
+    the schema, and the loser fails with what reads like a corrupt database. Other storages
+    (a database server serialises its own DDL) and systems without ``fcntl`` take no lock."""
+    database = _sqlite_path(url)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    if database is None or fcntl is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def _sqlite_path(url: str | None) -> Path | None:
+    """The file of an ``sqlite:///`` URL, or None (another storage, or in memory)."""
+    if url is None or not url.startswith("sqlite:///"):
+        return None
+    database = url[len("sqlite:///"):].split("?", 1)[0]
+    return Path(database) if database and database != ":memory:" else None
 
 
 def open_study(storage: str | None, study_name: str, direction: str, pruner: Any,
@@ -116,10 +143,11 @@ def open_study(storage: str | None, study_name: str, direction: str, pruner: Any
 
     for attempt in range(attempts):
         try:
-            store = optuna.storages.get_storage(storage)
-            return store, optuna.create_study(study_name=study_name, storage=store,
-                                              direction=direction, load_if_exists=True,
-                                              pruner=pruner)
+            with schema_lock(storage):
+                store = optuna.storages.get_storage(storage)
+                return store, optuna.create_study(study_name=study_name, storage=store,
+                                                  direction=direction, load_if_exists=True,
+                                                  pruner=pruner)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
             if attempt == attempts - 1:
                 raise

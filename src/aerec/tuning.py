@@ -177,6 +177,7 @@ def run_study(model_cls: type[Recommender], train: Any, validation: HeldOut, *, 
     optuna = require("optuna", "tune", "tuning")
     if n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {n_trials}")
+    _check_sampler_seed(seed)
     direction = "maximize" if getattr(model_cls, "selection_larger_is_better", True) else "minimize"
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
                                                    n_warmup_steps=PRUNER_WARMUP_EPOCHS)
@@ -184,7 +185,7 @@ def run_study(model_cls: type[Recommender], train: Any, validation: HeldOut, *, 
         store, study = open_study(storage, study_name, direction, pruner)
     _recover_abandoned(study, store)
     # A fresh sampler seed per session: a resumed study must not replay the first random draws.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    study.sampler = optuna.samplers.TPESampler(seed=(seed + len(study.trials)) % 2**32)
     if len(finished_trials(study)) < n_trials:
         run_trials(study, make_objective(model_cls, train, validation, fixed, prune=prune),
                    n_trials, callbacks)
@@ -294,6 +295,12 @@ def _alive(pid: Any, token: Any = None) -> bool:
 _PROCESS_TOKEN = uuid.uuid4().hex
 
 
+def _check_sampler_seed(seed: Any) -> None:
+    """The TPE sampler's seed seeds NumPy, which takes 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"--sampler-seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+
+
 # -- the command ----------------------------------------------------------------------------------
 def tune(spec: RunSpec, out_dir: str | Path, *, n_trials: int, storage: str | None = None,
          study_name: str | None = None, fixed: dict[str, Any] | None = None, prune: bool = True,
@@ -333,6 +340,7 @@ def tune(spec: RunSpec, out_dir: str | Path, *, n_trials: int, storage: str | No
     model_cls = get_model_class(spec.model)
     search_space_of(model_cls)
     pinned_values(model_cls, fixed)  # refuse a bad --set before any work
+    _check_sampler_seed(seed)  # a bad --sampler-seed
     check_storage(storage)  # and a bad --storage
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{spec.model}-{dataset_name(spec)}"

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
     prefix = f"aerec {args.command}: error:"
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning(args.command)
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe is handled, not at interpreter exit
@@ -100,6 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix} out of memory{detail}; try smaller sizes or a larger machine",
               file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
+
+
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that prints ``aerec CMD: warning: MESSAGE`` on one line: the
+    source line and file of the code that warned say nothing to a user of the command."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"aerec {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -92,10 +92,20 @@ def _params_and_precision(args: argparse.Namespace) -> tuple[dict, str]:
     return params, precision
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Every size option given must be a positive integer (0 or -5 would time nothing, or fail
+    deep inside torch)."""
+    for name in ("users", "items", "interactions", "k", "batch_size", "gemm_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
 def _run_epoch(args: argparse.Namespace) -> int:
     from aerec.bench import time_epoch
     from aerec.hardware import keep_freed_memory
 
+    _check_sizes(args)
     keep_freed_memory()
     params, precision = _params_and_precision(args)
     result = time_epoch(_shape(args), model=args.model, params=params,
@@ -109,6 +119,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from aerec.bench import BenchShape, time_eval
     from aerec.hardware import keep_freed_memory
 
+    _check_sizes(args)
     keep_freed_memory()
     items = args.items if args.items is not None else BenchShape.named(args.shape).n_items
     params, precision = _params_and_precision(args)
@@ -123,6 +134,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_ease(args: argparse.Namespace) -> int:
     from aerec.bench import time_ease
 
+    _check_sizes(args)
     result = time_ease(_shape(args), lam=args.lam, seed=args.seed)
     _print(result, args.json, "seconds")
     return 0

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()) + ".",
     )
     s.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.add_argument("--format", choices=sorted(FORMATS), default=None,
                    help="file format (default: from the suffix .csv, .tsv, .parquet, .txt)")
     s.add_argument("--shape", choices=sorted(SHAPES), default=None,
@@ -57,7 +58,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from aerec.data.synthetic import write_synthetic
     from aerec.paths import check_writable_file
 
-    check_writable_file(args.out, option="--out")
+    check_writable_file(args.out, option="--out", overwrite=args.overwrite)
     params = SynthParams(
         item_exponent=args.item_exponent, item_offset=args.item_offset,
         activity_sigma=args.activity_sigma, min_user=args.min_user, n_clusters=args.clusters,

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="file to write, e.g. model.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=run)
 
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from aerec.onnx_export import export_onnx
 
     out = Path(args.out)
-    _check_writable(out)
+    _check_writable(out, args.overwrite)
     model = open_model_source(args.run_dir, device="cpu").model
     export_onnx(model, out)  # an OSError while writing: aerec.cli.main says it in one line
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {model.name}, "
@@ -41,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: Path, overwrite: bool) -> None:
     """ConfigError before any work when ``out`` cannot be written."""
     from aerec.paths import check_writable_file
 
-    check_writable_file(out, option="--out")
+    check_writable_file(out, option="--out", overwrite=overwrite)
     # Export makes no folders: a missing one is more likely a typo than a wish.
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")

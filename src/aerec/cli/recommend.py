@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", metavar="FILE", help="with --all-users / --users: the .parquet or "
                    ".csv file to write (columns user, rank, item, score)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N",
                    help="users scored together when writing --out (default 1000)")
     p.add_argument("--exclude-file", metavar="FILE", help="items never recommended, one id a line")
@@ -62,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     export = args.all_users or args.users is not None
     if export != (args.out is not None):
         raise ConfigError("--out goes with --all-users or --users (and they need it)")
+    if export:  # before the run is read or any user scored
+        from aerec.export import export_format
+        from aerec.paths import check_writable_file
+
+        check_writable_file(args.out, option="--out", overwrite=args.overwrite)
+        export_format(args.out)
     source = open_model_source(args.run_dir, device=args.device)
     model = source.model
     if export:
@@ -148,8 +155,11 @@ def _export(args: argparse.Namespace, model, split, filt) -> int:
     finally:
         for bar in bars:
             bar.close()
+    excluded = "every item of the user in the run's data (test targets included)"
     if args.json:
-        print(json.dumps({"out": str(summary.path), "users": summary.users, "rows": summary.rows}))
+        print(json.dumps({"out": str(summary.path), "users": summary.users, "rows": summary.rows,
+                          "excluded": excluded}))
     else:
-        print(f"wrote {summary.rows} rows for {summary.users} users to {summary.path}")
+        print(f"wrote {summary.rows} rows for {summary.users} users to {summary.path}; "
+              f"excluded: {excluded}")
     return 0

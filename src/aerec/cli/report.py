@@ -31,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aerec.paths import check_writable_file
 
-    # Where the outputs go is checked before any run is read.
+    # Where the outputs go is checked before any run is read. A report's table and plot are
+    # meant to be redrawn in place as runs are added, so they replace what is there.
     if args.markdown:
-        check_writable_file(args.markdown, option="--markdown")
+        check_writable_file(args.markdown, option="--markdown", overwrite=True)
     if args.plot:
-        check_writable_file(args.plot, option="--plot")
+        check_writable_file(args.plot, option="--plot", overwrite=True)
     from aerec.persistence import atomic_write_bytes
     from aerec.reports import compare_runs, default_metrics, format_table
 
@@ -44,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     else:
         metrics = default_metrics(summaries)
+    # A name no run has is a typo, not an empty column.
+    present = {k for summary in summaries for k in summary.metrics if not k.endswith("_se")}
+    for option, names in (("--metrics", metrics if args.metrics else []),
+                          ("--plot-metric", [args.plot_metric] if args.plot_metric else [])):
+        unknown = [m for m in names if m not in present]
+        if unknown:
+            raise ConfigError(f"{option}: no run has the metric {unknown[0]!r}; the runs have "
+                              f"{', '.join(sorted(present)) or 'no metrics'}")
     if args.json:
         print(json.dumps([{"run": str(s.run_dir), "model": s.model, "dataset": s.dataset,
                            "metrics": s.metrics} for s in summaries], indent=2))

@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
+import sys
 
 from aerec.errors import ConfigError
 from aerec.extras import require
@@ -52,8 +55,56 @@ def run(args: argparse.Namespace) -> int:
         # two on a 2-core machine, whose other core parses HTTP and runs the event loop.
         torch.set_num_threads(args.threads)
 
-    app = create_app(args.run_dir, device=args.device, max_batch=args.max_batch,
-                     max_wait_ms=args.max_wait_ms)
-    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (API: /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    # Bound here, before the model is loaded: a port in use or an address this machine does not
+    # have is one line and exit status 2 at once, not an error after "startup complete".
+    sock = bind_socket(args.host, args.port)
+    if args.host in EVERY_INTERFACE:
+        print(f"aerec serve: warning: --host {args.host or repr('')} listens on every network "
+              "interface: anyone who can reach this machine can query the model "
+              "(--host 127.0.0.1 keeps it to this machine)", file=sys.stderr, flush=True)
+    try:
+        app = create_app(args.run_dir, device=args.device, max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms)
+        print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (API: /docs)",
+              flush=True)
+        config = uvicorn.Config(app, host=args.host, port=args.port, workers=1,
+                                log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+#: Host values that listen on every network interface.
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``(host, port)``, as uvicorn binds its own, or a ConfigError.
+
+    Raises
+    ------
+    ConfigError
+        When the host is not an address of this machine or cannot be resolved, or the port is
+        in use or not allowed.
+    """
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = {errno.EADDRINUSE: "the port is in use (another server?)",
+                  errno.EADDRNOTAVAIL: "the address is not one of this machine's",
+                  errno.EACCES: "not allowed (ports below 1024 need privileges)"}.get(
+                      exc.errno, exc.strerror or str(exc))
+        raise ConfigError(f"--host {host} --port {port}: cannot listen: {reason}") from None
+    sock.set_inheritable(True)
+    return sock

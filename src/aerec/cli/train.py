@@ -73,6 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "out for validation (default 0.1)")
     pre.add_argument("--test-fraction", type=float, default=None,
                      help="random split: share of the ratings held out for test (default 0.1)")
+    pre.add_argument("--unseen-test-items", choices=("keep", "drop"),
+                     help="given splits: test items absent from the training file are kept, "
+                     "counting as misses (LightGCN's protocol, the default of --format lightgcn) "
+                     "or dropped (the default elsewhere); either way their count is reported")
     pre.add_argument("--cutoff", metavar="DATE",
                      help="time split: train before DATE (2005-12-01, ISO or Unix seconds), test "
                      "from it on")
@@ -115,7 +119,7 @@ _RUN_OPTIONS = {
     "--rating-col": "rating_col", "--timestamp-col": "timestamp_col", "--min-rating": "min_rating",
     "--min-user": "min_user", "--min-item": "min_item", "--split": "split", "--heldout": "heldout",
     "--validation-fraction": "validation_fraction", "--test-fraction": "test_fraction",
-    "--cutoff": "cutoff", "--seed": "seed", "--model": "model", "--set": "set",
+    "--cutoff": "cutoff", "--unseen-test-items": "unseen_test_items", "--seed": "seed", "--model": "model", "--set": "set",
     "--beta-search": "beta_search", "--out": "out", "--patience": "patience", "--refit": "refit",
     "--overwrite": "overwrite", "--duplicates": "duplicates", "--item-table": "item_table",
 }
@@ -148,7 +152,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         columns=columns, duplicates=args.duplicates, item_table=args.item_table,
         data_dir=args.data_dir, params=params, split=args.split,
         seed=args.seed, heldout=args.heldout, validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction, cutoff=args.cutoff, min_rating=args.min_rating,
+        test_fraction=args.test_fraction, cutoff=args.cutoff,
+        unseen_test_items=args.unseen_test_items, min_rating=args.min_rating,
         min_user=args.min_user, min_item=args.min_item, patience=args.patience, refit=refit)
 
 

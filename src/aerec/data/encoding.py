@@ -10,8 +10,8 @@ import numpy as np
 
 from aerec.errors import ConfigError, DataError
 
-__all__ = ["DUPLICATE_POLICIES", "combine_duplicates", "encode_ids", "integral_as_int",
-           "latest_of_repeats", "repeated_keys"]
+__all__ = ["DUPLICATE_POLICIES", "canonical_id", "combine_duplicates", "encode_ids", "id_strings",
+           "integral_as_int", "latest_of_repeats", "repeated_keys"]
 
 
 def integral_as_int(ids: np.ndarray) -> np.ndarray:
@@ -20,6 +20,35 @@ def integral_as_int(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0) and np.all(np.abs(ids) < 2.0**63):
         return ids.astype(np.int64)
     return ids
+
+
+def canonical_id(value: object) -> str:
+    """The string an id value becomes, whatever the other ids are: an integral float is its
+    integer (``5.0`` -> ``"5"``, as ``5``), any other value its ``str`` (text, ``6.5``, a tuple).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def id_strings(ids: np.ndarray) -> np.ndarray:
+    """Each id as :func:`canonical_id` writes it, as an array of str."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iuUS":
+        return ids.astype(str)
+    if ids.dtype.kind == "f":
+        integral = np.isfinite(ids) & (np.mod(ids, 1) == 0) & (np.abs(ids) < 2.0**63)
+        if integral.all():
+            return ids.astype(np.int64).astype(str)
+        return np.array([canonical_id(v) for v in ids.tolist()], dtype=str)
+    import pandas as pd
+
+    codes, uniques = pd.factorize(ids, use_na_sentinel=False)
+    return np.array([canonical_id(v) for v in uniques], dtype=str)[codes]
 
 
 def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +69,8 @@ def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(ids)
     if (codes < 0).any():
         raise DataError("missing ids (NaN or None)")
-    uniques = np.asarray(uniques).astype(str)
+    # Each value its own string (5.0 is "5" beside "6.5" as beside "6"; a tuple its repr).
+    uniques = id_strings(np.asarray(uniques, dtype=object))
     # Values that differ but print alike (1 and "1") are one id: merge them, on the uniques only.
     merged, uniques = pd.factorize(uniques)
     codes = merged[codes]

@@ -18,6 +18,8 @@ from aerec.errors import EmptyDataError, ParseError
 __all__ = ["BadTimestamp", "as_pandas", "frame_arrays", "text_timestamps"]
 
 _INT64_MAX = np.iinfo(np.int64).max
+#: The largest rating: values are stored as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Kinds of object columns (as pandas.api.types.infer_dtype names them) that hold no unhashable ids.
 _PLAIN = {"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}
 
@@ -88,6 +90,10 @@ def _column(column: pd.Series, field: str, source: str | None) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             _fail(column, f"{field} {values[bad][0]} in row {_row(bad)} is not finite", source)
+        bad = np.abs(values) > FLOAT32_MAX  # stored as float32, where it would be infinite
+        if bad.any():
+            _fail(column, f"{field} {values[bad][0]} in row {_row(bad)} is too large ({field}s "
+                          f"are float32: at most {FLOAT32_MAX:.3g})", source)
         if field == "quantity" and (values < 0).any():
             bad = values < 0
             _fail(column, f"quantity {values[bad][0]} in row {_row(bad)} is negative", source)

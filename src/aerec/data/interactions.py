@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from aerec.data.encoding import combine_duplicates, encode_ids, integral_as_int
+from aerec.data.encoding import combine_duplicates, encode_ids, id_strings
 from aerec.errors import DataError, EmptyDataError
 
 
@@ -319,7 +319,7 @@ class Interactions:
 
 
 def _as_id_strings(ids: np.ndarray) -> np.ndarray:
-    return integral_as_int(np.asarray(ids)).astype(str)
+    return id_strings(ids)
 
 
 def _codes(ids: np.ndarray, vocabulary: np.ndarray | None, what: str

@@ -146,9 +146,10 @@ class SplitOptions:
         ``random``: share of the ratings held out for test.
     cutoff, end : str, optional
         ``time``: train before ``cutoff``, test from it on (until ``end``).
-    drop_unknown_test_items : bool, optional
-        ``given``: drop test interactions with items absent from training instead of counting
-        them as misses (the LightGCN protocol counts them).
+    unseen_test_items : {"keep", "drop"}, optional
+        ``given``: what test interactions with items absent from the training file become:
+        kept, counting in Recall's denominator though no model can rank them (LightGCN's
+        protocol, the default of its format), or dropped (counted; the default elsewhere).
     """
 
     kind: str = "strong"
@@ -159,7 +160,7 @@ class SplitOptions:
     test_fraction: float | None = None
     cutoff: str | None = None
     end: str | None = None
-    drop_unknown_test_items: bool | None = None
+    unseen_test_items: str | None = None
 
     def __post_init__(self) -> None:
         if not _whole(self.seed) or not 0 <= self.seed <= 2**32 - 1:
@@ -190,15 +191,19 @@ class SplitOptions:
         """Options another kind would use are refused: a silently ignored option misleads."""
         used = {"strong": {"n_heldout", "test_prop"}, "random": {"validation_fraction",
                 "test_fraction"}, "time": {"validation_fraction", "cutoff", "end"},
-                "given": {"validation_fraction", "drop_unknown_test_items"}}
+                "given": {"validation_fraction", "unseen_test_items"}}
         allowed = used.get(self.kind, {"validation_fraction"})
         for name in ("n_heldout", "test_prop", "validation_fraction", "test_fraction", "cutoff",
                      "end"):
             if getattr(self, name) is not None and name not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} does not apply to the "
                                   f"{self.kind} split")
-        if self.drop_unknown_test_items and self.kind != "given":
-            raise ConfigError("drop-unknown-test-items applies to given splits only")
+        if self.unseen_test_items is not None:
+            if self.kind != "given":
+                raise ConfigError("--unseen-test-items applies to given splits only")
+            if self.unseen_test_items not in ("keep", "drop"):
+                raise ConfigError(f"--unseen-test-items must be keep or drop, got "
+                                  f"{self.unseen_test_items!r}")
 
 
 def to_dict(piece: Any, *, unset: bool = False) -> dict[str, Any]:

@@ -16,6 +16,7 @@ CSV gives the same seconds as the same column in Parquet.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -29,10 +30,11 @@ import pandas as pd
 
 from aerec.data.columns import Columns, detect_columns
 from aerec.data.encoding import combine_duplicates, encode_ids
-from aerec.data.frames import frame_arrays, text_timestamps
+from aerec.data.frames import FLOAT32_MAX, frame_arrays, text_timestamps
 from aerec.data.interactions import Interactions
 from aerec.data.preprocess import drop_duplicates
 from aerec.errors import ConfigError, DataError, EmptyDataError, ParseError
+from aerec.input_files import check_input_file
 
 __all__ = [
     "FILE_FORMATS",
@@ -231,7 +233,9 @@ def read_table(
     file_format = _guess_format(path, file_format)
     if file_format == "parquet":
         pq = _pyarrow_parquet(path)
-        fields = detect_columns(pq.read_schema(path).names, source=str(path), **named)
+        with _parquet_errors(path):
+            names = pq.read_schema(path).names
+        fields = detect_columns(names, source=str(path), **named)
         return _read_parquet(path, fields, duplicates)
     sep = _FORMAT_SEPARATORS[file_format] if sep is None else sep
     if len(sep) != 1:
@@ -360,17 +364,18 @@ def read_file(path: str | Path, file_format: str = "auto", **options) -> Interac
     ConfigError
         If the format is unknown or cannot be guessed, or an option does not apply to it.
     DataError
-        If the file does not exist.
+        If the file does not exist, is not a regular file, or is binary where text is expected.
     """
     path = Path(path)
     if file_format != "auto" and file_format not in FILE_FORMATS:
         raise ConfigError(
             f"unknown format {file_format!r}; valid formats: auto, {', '.join(FILE_FORMATS)}"
         )
-    if not path.is_file():
-        raise DataError("file not found", path=path)
+    check_input_file(path, text=False)  # a folder, a device (/dev/zero), a FIFO: refused
     if file_format == "auto":
         file_format = _detect_format(path, options)
+    if file_format != "parquet":  # a binary file given as text would be parsed as garbage
+        check_input_file(path)
     _check_options(options, _FORMAT_OPTIONS.get(file_format, set()), file_format)
     return FILE_FORMATS[file_format](path, **options)
 
@@ -599,11 +604,11 @@ def _check_complete(frame: pd.DataFrame, spec: _Delimited) -> None:
         values = frame[column]
         if values.isna().any():
             raise ValueError(f"missing values in column {column!r}")
-        if field in ("rating", "quantity") and not np.isfinite(values.to_numpy()).all():
-            raise ValueError(f"non-finite values in column {column!r}")
+        # Values are stored as float32: a larger one (1e300) would become infinity there.
+        if field in ("rating", "quantity") and not (np.abs(values.to_numpy()) <= FLOAT32_MAX).all():
+            raise ValueError(f"non-finite or too large values in column {column!r}")
         if field == "quantity" and (values.to_numpy() < 0).any():
             raise ValueError(f"negative values in column {column!r}")
-
 
 
 # -- delimited text: the line scan that names the bad line ---------------------------------------
@@ -723,6 +728,8 @@ def _value_problem(field: str, text: str, spec: _Delimited) -> str | None:
         return f"rating {text!r} is not a number"
     if field == "rating" and not np.isfinite(float(text)):
         return f"rating {text} is too large (not finite)"
+    if field == "rating" and not abs(float(text)) <= FLOAT32_MAX:
+        return f"rating {text} is too large (ratings are float32: at most {FLOAT32_MAX:.3g})"
     return None
 
 
@@ -760,10 +767,26 @@ def _pyarrow_parquet(path: Path):
 def _read_parquet(path: Path, fields: Columns, duplicates: str | None) -> Interactions:
     pq = _pyarrow_parquet(path)
     used = fields.used()
-    frame = pq.read_table(path, columns=list(dict.fromkeys(used.values()))).to_pandas()
+    with _parquet_errors(path):
+        table = pq.read_table(path, columns=list(dict.fromkeys(used.values())))
+    frame = table.to_pandas()
     arrays = frame_arrays(frame, fields, source=str(path))
     return _build(arrays["user"], arrays["item"], arrays.get("rating"), arrays.get("timestamp"),
                   source=str(path), quantities=arrays.get("quantity"), duplicates=duplicates)
+
+
+@contextlib.contextmanager
+def _parquet_errors(path: Path):
+    """pyarrow's errors for a damaged file (ArrowInvalid, a ValueError; ArrowIOError, an OSError)
+    as one ParseError naming it. A missing or unreadable file stays the OSError it is."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (ValueError, OSError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise ParseError(f"not a readable Parquet file ({reason})", path=path) from None
 
 
 # -- from columns to Interactions ----------------------------------------------------------------
@@ -851,7 +874,7 @@ def _encode_lightgcn(
     if (codes < 0).any():
         first = int(np.flatnonzero(codes < 0)[0])
         raise DataError(
-            f"{field} id {ids[first]!r} is not in the {field} vocabulary given "
+            f"{field} id {str(ids[first])!r} is not in the {field} vocabulary given "
             f"({(codes < 0).sum()} ids of the file are not)",
             path=path, line=int(lines[first]), field=field,
         )

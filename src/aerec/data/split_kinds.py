@@ -62,8 +62,10 @@ def given_kind(data: Interactions, test: Interactions | None, source: DataSource
     data = preprocess_for_model(data, preprocess, implicit)
     # The test rows are binarised as the training rows are, but never filtered by counts.
     test = preprocess_for_model(test, Preprocessing(threshold=preprocess.threshold), implicit)
+    # LightGCN's protocol counts test items that train.txt lacks; other formats drop them.
+    unseen = options.unseen_test_items or ("keep" if source.format == "lightgcn" else "drop")
     split = given_split(data, test, validation_fraction=options.validation_fraction,
-                        seed=options.seed)
+                        seed=options.seed, unseen_test_items=unseen)
     return _count_filtered(split, read, data)
 
 

@@ -9,6 +9,8 @@ turns a provided train / test pair (weak generalization: the same users in both)
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -245,11 +247,16 @@ def given_split(
     *,
     validation_fraction: float = 0.1,
     seed: int = 98765,
+    unseen_test_items: str = "drop",
 ) -> Split:
     """Weak generalization on a provided train / test pair (the same users in both).
 
-    * Test interactions of users or items absent from ``train`` are dropped (counted in
-      ``params``); the test targets are put on the training users and items.
+    * Test interactions of users absent from ``train`` are dropped, and so, by default, are
+      those of items absent from ``train`` (counted in ``params``); the test targets are put on
+      the training users and items. With ``unseen_test_items="keep"`` (LightGCN's protocol:
+      its item count covers both files) those items are added to the vocabulary as items
+      without training interactions, so that they stay in the targets and in Recall's
+      denominator although no model can have learned them.
     * Validation is carved out of ``train``: each user with at least two training interactions
       has ``max(1, int(validation_fraction * n))`` of its ``n`` interactions, drawn at random with
       ``np.random.RandomState(seed)``, held out as validation targets.
@@ -267,14 +274,19 @@ def given_split(
         Share of each user's training interactions held out for validation, in (0, 1).
     seed : int
         Seed of the validation draw.
+    unseen_test_items : {"drop", "keep"}
+        What becomes of test interactions on items that ``train`` lacks.
 
     Returns
     -------
     Split
         ``kind="given"``; ``params`` holds the arguments, the number of validation targets and
         the counts ``test_users_dropped``, ``test_interactions_dropped_user``,
-        ``test_interactions_dropped_item`` and ``test_interactions_in_train`` (pairs present in
-        both files, which can never be ranked because fold-in items are excluded).
+        ``test_interactions_dropped_item``, ``test_interactions_in_train`` (pairs present in
+        both files, which can never be ranked because fold-in items are excluded) and
+        ``test_interactions_untrained_item`` (targets on items of the vocabulary that no training
+        interaction holds, as LightGCN counts them: in Recall's denominator, though no model
+        learned anything about them; said in a :class:`UntrainedTargetsWarning`).
     """
     _check_interactions(train, "train")
     if not isinstance(test, Interactions):
@@ -287,6 +299,11 @@ def given_split(
     ):
         raise ConfigError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
 
+    if unseen_test_items not in UNSEEN_TEST_ITEMS:
+        raise ConfigError(f"unseen_test_items must be one of {', '.join(UNSEEN_TEST_ITEMS)}, "
+                          f"got {unseen_test_items!r}")
+    if unseen_test_items == "keep":
+        train = _with_items_of(train, test)
     test_targets, dropped = _onto_vocabulary(test, train)
     held = _random_holdout(train.matrix, validation_fraction, seed)
     remainder = train.mask(~held)
@@ -294,6 +311,7 @@ def given_split(
         "validation_fraction": float(validation_fraction), "seed": seed,
         "n_validation_targets": int(held.sum()), **dropped,
         "test_interactions_in_train": int(train.binary().multiply(test_targets.binary()).nnz),
+        "test_interactions_untrained_item": _on_untrained_items(test_targets, train),
     }
     return Split(
         train=remainder,
@@ -302,6 +320,39 @@ def given_split(
         kind="given",
         params=params,
     )
+
+
+#: What :func:`given_split` can do with test items absent from the training file.
+UNSEEN_TEST_ITEMS = ("drop", "keep")
+
+
+def _with_items_of(train: Interactions, test: Interactions) -> Interactions:
+    """``train`` with the items of ``test`` it lacks added (after its own) as empty columns."""
+    test_items = np.asarray(test.item_ids)[np.diff(test.matrix.tocsc().indptr) > 0]
+    new = np.setdiff1d(test_items.astype(str), np.asarray(train.item_ids, str))
+    if len(new) == 0:
+        return train
+    rows, cols, values, timestamps = train.to_arrays()
+    return Interactions.from_indices(
+        rows, cols, values, timestamps, user_ids=train.user_ids,
+        item_ids=np.concatenate([np.asarray(train.item_ids, str), new]),
+        explicit=train.explicit, item_titles=train.item_titles)
+
+
+class UntrainedTargetsWarning(UserWarning):
+    """Test targets are on items that no training interaction holds."""
+
+
+def _on_untrained_items(targets: Interactions, train: Interactions) -> int:
+    """Targets on items without training interactions, said in a warning when there are any."""
+    untrained = np.diff(train.matrix.tocsc().indptr) == 0
+    count = int(targets.matrix[:, np.flatnonzero(untrained)].nnz) if untrained.any() else 0
+    if count:
+        warnings.warn(
+            f"{count} test interactions are on {int(untrained.sum())} items without training "
+            "interactions: they count in Recall's denominator (LightGCN's protocol) though no "
+            "model learned anything about them (unseen_test_items='drop' drops them)", UntrainedTargetsWarning, stacklevel=3)
+    return count
 
 
 def _onto_vocabulary(test: Interactions, train: Interactions) -> tuple[Interactions, dict]:

@@ -35,6 +35,10 @@ SHAPES: dict[str, Shape] = {
 }
 
 
+#: Largest item_exponent, item_offset and activity_sigma of :class:`SynthParams`.
+MAX_EXPONENT, MAX_OFFSET, MAX_SIGMA = 10.0, 1e9, 5.0
+
+
 @dataclass(frozen=True)
 class SynthParams:
     """How the data is shaped besides its size (see :mod:`aerec.data.synthetic`)."""
@@ -47,10 +51,13 @@ class SynthParams:
     affinity: float = 0.5
 
     def check(self) -> None:
-        if self.item_exponent < 0 or self.item_offset < 0:
-            raise ConfigError("item_exponent and item_offset must not be negative")
-        if self.activity_sigma < 0:
-            raise ConfigError("activity_sigma must not be negative")
+        # Bounded, not only finite: beyond these the power law's weights underflow to zero (the
+        # sampler would then draw for ever) and the lognormal's draws overflow.
+        for name, high in (("item_exponent", MAX_EXPONENT), ("item_offset", MAX_OFFSET),
+                           ("activity_sigma", MAX_SIGMA)):
+            value = getattr(self, name)
+            if not 0 <= value <= high:  # NaN fails too
+                raise ConfigError(f"{name} must be a number from 0 to {high:g}, got {value!r}")
         if self.min_user < 1:
             raise ConfigError("min_user must be at least 1")
         if self.n_clusters < 1:

@@ -86,6 +86,7 @@ class _Model:
         self.item_bias = 0.3 * _standardize(np.log(weight)) + rng.normal(0.0, 0.3, n_items)
         self.user_cluster = rng.integers(0, n_clusters, n_users)
         self.counts = _activity(rng, n_users, n_items, n_interactions, params)
+        _check_drawable(self.popularity, int(self.counts.max()))
 
     def draw(self, rng: np.random.Generator, clusters: np.ndarray) -> np.ndarray:
         """One item per entry of ``clusters`` (the drawing user's favourite group)."""
@@ -104,6 +105,22 @@ class _Model:
         a = self.params.affinity
         in_cluster = self.cluster_of == cluster
         return self.popularity * ((1.0 - a) + a * in_cluster / self.cluster_share[cluster])
+
+
+#: Most draws the heaviest user may need: beyond, the popularity is too skewed to sample.
+_MAX_DRAWS = 1e9
+
+
+def _check_drawable(popularity: np.ndarray, most: int) -> None:
+    """ConfigError when a user of ``most`` distinct items would need more than a billion draws:
+    it must reach an item of probability about ``p`` (its ``most``-th most popular), which
+    takes about ``1 / p`` draws, and a steep power law makes ``p`` underflow to nothing."""
+    p = float(np.partition(popularity, len(popularity) - most)[len(popularity) - most])
+    if not p * _MAX_DRAWS >= 1:
+        raise ConfigError(
+            f"the popularity law is too steep to sample: the most active user needs {most} "
+            f"distinct items, and the {most}-th most popular has probability {p:.2g}; lower "
+            "item_exponent, raise item_offset, or ask for fewer interactions")
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.errors import ConfigError, DataError, EmptyHistoryError, NotFittedError
-from aerec.histories import default_value, one_row
+from aerec.histories import check_value, default_value, one_row
 
 __all__ = ["RawIdMixin", "ItemFilter", "UnknownIdsWarning", "item_filter", "check_n", "shown_ids",
            "FALLBACKS", "check_fallback", "empty_history_error"]
@@ -452,7 +452,7 @@ def _history_row(model: Any, history: Any) -> tuple[sp.csr_matrix, list[str]]:
         if col is None:
             unknown.append(raw)
         else:
-            values[col] = value  # a repeated item: the last rating counts
+            values[col] = check_value(model, raw, value)  # repeated: the last rating counts
     return one_row(values, model.n_items_), unknown
 
 

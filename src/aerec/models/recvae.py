@@ -220,7 +220,10 @@ class RecVAE(TorchRecommender):
     # -- pieces of the loss -------------------------------------------------------------------
     def _input_values(self, batch: SparseBatch, state: TrainState | None) -> torch.Tensor:
         """Row-L2-normalised values, with inverted dropout when ``state`` is given."""
-        values = batch.values / (batch.row_l2_norms() + 1e-10)[batch.rows]
+        # The reference adds 1e-10 to the norm; a floor does the same for every non-empty row
+        # (a norm of 1 or more is unchanged by either) and keeps an empty row at zero in an ONNX
+        # export, whose graph optimiser drops the addition and then divides 0 by 0.
+        values = batch.values / batch.row_l2_norms().clamp_min(1e-10)[batch.rows]
         if state is not None and self.config.dropout > 0:
             keep = 1.0 - self.config.dropout
             mask = torch.bernoulli(torch.full_like(values, keep), generator=state.generator)

@@ -62,12 +62,15 @@ class SimilarItemsMixin:
         -------
         pandas.DataFrame
             One row per (item, similar item), each item's rows by descending ``score``: columns
-            ``item``, ``similar_item``, ``score`` and, when titles are known, ``title``.
+            ``item``, ``similar_item``, ``score`` and, when titles are known, ``title``. Items
+            without training interactions are never among the similar items.
 
         Raises
         ------
         DataError
-            When ``item_ids`` is empty or holds ids the model does not know.
+            When ``item_ids`` is empty, holds ids the model does not know, or ids of items
+            without training interactions (``untrained_items_``: the model learned nothing
+            about them, and its answer would be arbitrary).
         ConfigError
             When ``n`` is below 1 or the model defines no similarity (rating predictors).
         """
@@ -77,6 +80,10 @@ class SimilarItemsMixin:
         n = check_n(n)
         ids, cols = self._item_columns(item_ids)
         sims = without_self(self._item_similarities(cols).float().cpu(), cols)
+        untrained = getattr(self, "untrained_items_", None)
+        if untrained:  # nor is an item without training interactions ever an answer
+            index = self._item_index()
+            sims[:, torch.tensor([index[i] for i in untrained], dtype=torch.int64)] = -torch.inf
         top = torch.topk(sims, min(n, sims.shape[1]), dim=1)
         if titles is None:
             titles = getattr(self, "item_titles_", None) or {}
@@ -112,6 +119,11 @@ class SimilarItemsMixin:
         if unknown:
             raise DataError(f"unknown item ids: {shown_ids(unknown)} (the model knows "
                             f"{len(index):,} items)")
+        # None for a model loaded from a file written before aerec kept the list
+        untrained = [i for i in ids if i in (getattr(self, "untrained_items_", None) or ())]
+        if untrained:
+            raise DataError(f"item ids {shown_ids(untrained)}: no training interactions, so the "
+                            "model learned nothing to call them similar by")
         return ids, np.array([index[i] for i in ids], dtype=np.int64)
 
 

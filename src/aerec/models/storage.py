@@ -44,6 +44,8 @@ def save_model(model: Any, path: str | Path) -> None:
         **({"item_titles": kept} if kept else {}),
         # how many training users had each item: the popularity fallback of a served model
         **({"item_counts": [int(c) for c in counts]} if counts is not None else {}),
+        **({"untrained_items": sorted(model.untrained_items_)}
+           if getattr(model, "untrained_items_", None) is not None else {}),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
@@ -60,8 +62,10 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
     which must cover every item and hold no NaN. Anything wrong is one :class:`DataError` naming
     the file and what is wrong.
     """
+    from aerec.device import resolve_device
     from aerec.models import get_model_class
 
+    resolve_device(device)  # an unknown device is the caller's error, not the weights'
     path = Path(path)
     json_path = path / "model.json"
     meta = read_model_json(json_path)
@@ -76,6 +80,8 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
         model.item_titles_ = dict(meta["item_titles"])
     if "item_counts" in meta:
         model.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
+    if "untrained_items" in meta:  # optional: models written before it was kept do not know
+        model.untrained_items_ = frozenset(meta["untrained_items"])
     weights = path / "model.safetensors"
     state, saved = load_state(weights)
     if saved.get("model", model.name) != model.name:
@@ -143,6 +149,13 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
         raise bad("item_counts", f"must be a list of {n_items} counts, one per item")
     if not all(_is_int(c) and 0 <= c <= 2**63 - 1 for c in counts):
         raise bad("item_counts", "must hold non-negative integers")
+    untrained = meta.get("untrained_items", [])
+    if not isinstance(untrained, list) or not all(isinstance(i, str) for i in untrained):
+        raise bad("untrained_items", f"must be a list of item ids, found {json_type(untrained)}")
+    outside = set(untrained).difference(ids)
+    if outside:
+        raise bad("untrained_items", f"names item {min(outside)!r:.40}, which item_ids does not "
+                  "list")
     return meta
 
 

@@ -59,6 +59,7 @@ from aerec.serving.catalog import Catalog
 from aerec.serving.docs import add_docs
 from aerec.serving.errors import BodyLimit, JSONAnswer, install_error_handlers
 from aerec.serving.headers import SecurityHeaders
+from aerec.serving.slashes import TrailingSlash
 
 #: Most items one answer may hold.
 MAX_N = 100
@@ -272,6 +273,7 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
         # FastAPI's own pages load Swagger UI and ReDoc from a CDN; /docs is served locally below
         docs_url=None, redoc_url=None,
         default_response_class=JSONAnswer,
+        redirect_slashes=False,  # /recommend/ is served, not redirected (see TrailingSlash)
     )
     app.state.model = model
     app.state.batcher = batcher
@@ -279,6 +281,7 @@ def create_app(run_dir: str | Path, *, device: str = "cpu", max_batch: int = 64,
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrailingSlash)
     _add_routes(app, info, model, catalog, batcher, source)
     add_docs(app)
     static = resources.files("aerec.serving") / "static"
