@@ -40,7 +40,8 @@ _EXPECTED = {**_JSON_TYPES, int: "an integer"}
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
-    The file gets the mode any new file gets under the umask (:func:`new_file_mode`).
+    The file keeps the mode of the file it replaces, or gets the mode any new file gets under
+    the umask (see :func:`open_temp_beside`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,6 +83,15 @@ def open_temp_beside(path: Path) -> tuple[int, Path]:
             raise
         return fd, tmp
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+def replacement_mode(path: Path) -> int:
+    """The mode a file written over ``path`` gets: that of the file there, else what the umask
+    leaves of 0666 (a shared file stays as readable as it was; a new one as any new file)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return new_file_mode()
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -238,7 +247,7 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, Any] | None = N
             raise _as_os_error(exc, path) from None
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, replacement_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -303,7 +312,7 @@ def save_csr(path: str | Path, matrix: sp.csr_matrix) -> None:
         sp.save_npz(tmp, matrix.tocsr(), compressed=False)
         with open(tmp, "rb") as fh:  # on disk before the rename, as the other writes
             os.fsync(fh.fileno())
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, replacement_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
