@@ -231,8 +231,31 @@ def _model(name: str, params: dict[str, Any]):
 
 
 def _layers(model: Any, n_items: int) -> tuple[tuple[int, int], ...]:
-    net = model._build(n_items, torch.Generator().manual_seed(0))
+    """Weight shapes of a model's network: the fitted one's where it has one (building a second
+    network at a million items would take gigabytes)."""
+    net = getattr(model, "module_", None)
+    if net is None:
+        net = model._build(n_items, torch.Generator().manual_seed(0))
     return tuple((int(w.shape[0]), int(w.shape[1])) for w in net.weights)
+
+
+def _epoch_flops(model: Any, n_items: int, n_rows: int, nnz: int) -> float:
+    """Matrix-product operations of one training epoch (see :func:`network_flops`).
+
+    RecVAE's epoch is 3 encoder passes and 1 decoder pass (``encoder_epochs``, ``decoder_epochs``):
+    an encoder pass trains the encoder, runs the prior's copy forward and the decoder forward and
+    back to its input (its weights are constants there); a decoder pass runs the encoder forward
+    and the decoder forward and back to its weight.
+    """
+    if getattr(model, "name", None) != "recvae":
+        return network_flops(_layers(model, n_items), n_rows, nnz, train=True)
+    cfg = model.config
+    encoder = ([(n_items, cfg.hidden)] + [(cfg.hidden, cfg.hidden)] * (cfg.encoder_layers - 1)
+               + [(cfg.hidden, 2 * cfg.latent)])
+    forward = network_flops(encoder, n_rows, nnz, train=False)
+    decoder = 2.0 * n_rows * cfg.latent * n_items  # one product of the decoder
+    encoder_pass = network_flops(encoder, n_rows, nnz, train=True) + forward + 2 * decoder
+    return cfg.encoder_epochs * encoder_pass + cfg.decoder_epochs * (forward + 2 * decoder)
 
 
 def _rates(device: torch.device, precision: str, n: int) -> dict[str, float]:
@@ -281,7 +304,7 @@ def time_epoch(
     m.fit(data)
     seconds = float(m.history_[0]["train_seconds"])
     rates = _max_rates(before, _rates(dev, precision, gemm_size))
-    flops = network_flops(_layers(m, shape.n_items), shape.n_users, data.nnz, train=True)
+    flops = _epoch_flops(m, shape.n_items, shape.n_users, data.nnz)
     floor = flops / (rates["gemm_gflops"] * 1e9)
     out: dict[str, Any] = {
         "what": "epoch", "model": model, "device": str(dev), "precision": precision,
