@@ -230,6 +230,14 @@ def _model(name: str, params: dict[str, Any]):
     return get_model_class(name)(**params)
 
 
+def _has_precision(name: str) -> bool:
+    from dataclasses import fields
+
+    from aerec.models import get_model_class
+
+    return any(f.name == "precision" for f in fields(get_model_class(name).Config))
+
+
 def _layers(model: Any, n_items: int) -> tuple[tuple[int, int], ...]:
     """Weight shapes of a model's network: the fitted one's where it has one (building a second
     network at a million items would take gigabytes)."""
@@ -294,7 +302,9 @@ def time_epoch(
     dev = resolve_device(device)
     data = synthesize(n_users=shape.n_users, n_items=shape.n_items,
                       n_interactions=shape.n_interactions, seed=seed).matrix
-    settings = {**(params or {}), "device": str(dev), "precision": precision, "epochs": 1}
+    settings = {**(params or {}), "device": str(dev), "epochs": 1}
+    if precision != "fp32" or _has_precision(model):
+        settings["precision"] = precision  # a model without the field (RecVAE) is fp32
     warm = _model(model, {**settings, "seed": seed + 1})
     warm_rows = min(data.shape[0], 2 * getattr(warm.config, "batch_size", 500))
     warm.fit(data[:warm_rows])

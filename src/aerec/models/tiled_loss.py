@@ -152,7 +152,7 @@ class _TiledOutputNLL(torch.autograd.Function):
             if likelihood == "multinomial":
                 run_max = torch.full((h.shape[0],), -torch.inf, device=h.device)
                 run_sum = torch.zeros(h.shape[0], device=h.device)
-                for t, logits, (r, c, v) in tiles:
+                for _, logits, (r, c, v) in tiles:
                     total -= (v * logits[r, c]).sum()
                     new_max = torch.maximum(run_max, logits.amax(dim=1))
                     run_sum.mul_((run_max - new_max).exp_())
@@ -163,11 +163,11 @@ class _TiledOutputNLL(torch.autograd.Function):
                 total += (x_sum * lse).sum()  # users without entries: x_sum = 0
                 extra = (lse, x_sum)
             elif likelihood == "logistic":
-                for t, logits, (r, c, v) in tiles:
+                for _, logits, (r, c, v) in tiles:
                     total += F.softplus(logits).sum() - (v * logits[r, c]).sum()
                 extra = ()
             elif likelihood == "gaussian":
-                for t, logits, (r, c, v) in tiles:
+                for _, logits, (r, c, v) in tiles:
                     f = logits[r, c]
                     total += 0.5 * ((logits * logits).sum() - (f * f).sum() + ((v - f) ** 2).sum())
                 extra = ()
