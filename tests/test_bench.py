@@ -105,3 +105,16 @@ def test_precision_given_by_set_is_used_and_a_conflict_is_refused(capsys):
     assert json.loads(capsys.readouterr().out)["precision"] == "bf16"
     assert main([*args, "--set", "precision=bf16", "--precision", "fp32"]) == 2
     assert "disagree" in capsys.readouterr().err
+
+
+def test_recvae_epoch_counts_three_encoder_passes_and_one_decoder_pass():
+    # RecVAE has no precision field: fp32 is not passed to it
+    out = bench.time_epoch(BenchShape(60, 50, 600), model="recvae",
+                           params={"batch_size": 30, "hidden": 8, "latent": 4, "encoder_layers": 2},
+                           gemm_size=256)
+    n, nnz, items = 60, out["interactions"], 50
+    enc_fwd = 2 * nnz * 8 + 2 * n * 8 * 8 + 2 * n * 8 * 8  # sparse, dense 8x8, head 8 x (2 x 4)
+    enc_train = 2 * 2 * nnz * 8 + 3 * (2 * n * 8 * 8 + 2 * n * 8 * 8)
+    decoder = 2 * n * 4 * items
+    assert out["flops"] == 3 * (enc_train + enc_fwd + 2 * decoder) + (enc_fwd + 2 * decoder)
+    assert out["precision"] == "fp32" and out["seconds_per_epoch"] > 0

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["autocast", "bf16_supported", "cpu_bf16_flags", "keep_freed_memory"]
+__all__ = ["autocast", "bf16_supported", "cpu_bf16_flags", "keep_freed_memory",
+           "release_freed_memory"]
 
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -122,3 +123,23 @@ def keep_freed_memory() -> bool:
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Give the whole free pages of glibc's heap back to the system (``malloc_trim(0)``).
+
+    After :func:`keep_freed_memory`, what a finished computation freed stays resident; a next
+    one whose large blocks do not fit the holes it left (a warm-up model, then the timed one, at a
+    million items) would count both in the process's peak. Returns whether it ran (False off
+    glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True

@@ -155,15 +155,26 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
             ``(batch, n)`` item column indices sorted by descending score, and their scores.
         """
         user_items = self._check_batch(user_items)
+        ids, scores = self._top_n(user_items, n, exclude_seen=exclude_seen)
+        return ids.cpu().numpy(), scores.cpu().numpy()
+
+    def _top_n(self, user_items: sp.csr_matrix, n: int, *, exclude_seen: bool = True,
+               blocked: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, scores)`` of the top ``n`` items of each row (at most all the items), with the
+        history (``exclude_seen``) and the ``blocked`` items (bool, ``(items,)`` or ``(batch,
+        items)``) given ``-inf``. Here from the whole score matrix; models that can rank without it
+        override this (the item-output models rank over item tiles)."""
+        self._check_fitted()
         scores = self.score_tensor(user_items).float()
         if exclude_seen and user_items.nnz:
             rows = np.repeat(np.arange(user_items.shape[0]), np.diff(user_items.indptr))
             scores[torch.from_numpy(rows), torch.from_numpy(user_items.indices.astype(np.int64))] = (
                 -torch.inf
             )
-        n = min(int(n), scores.shape[1])
-        top = torch.topk(scores, n, dim=1)
-        return top.indices.cpu().numpy(), top.values.cpu().numpy()
+        if blocked is not None:
+            scores.masked_fill_(torch.from_numpy(blocked).to(scores.device), -torch.inf)
+        top = torch.topk(scores, min(int(n), scores.shape[1]), dim=1)
+        return top.indices, top.values
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from aerec.errors import ConfigError, DataError, EmptyHistoryError, NotFittedError
 from aerec.histories import check_value, default_value, one_row
@@ -172,17 +171,9 @@ class RawIdMixin:
             callers drop them (``numpy.isneginf``).
         """
         user_items = self._check_batch(user_items)
-        scores = self.score_tensor(user_items).float()
-        if user_items.nnz:
-            rows = np.repeat(np.arange(user_items.shape[0]), np.diff(user_items.indptr))
-            scores[torch.from_numpy(rows), torch.from_numpy(user_items.indices.astype(np.int64))] = (
-                -torch.inf
-            )
-        if item_filter is not None and item_filter.blocked is not None:
-            mask = torch.from_numpy(item_filter.blocked).to(scores.device)
-            scores.masked_fill_(mask, -torch.inf)  # broadcast over the rows
-        top = torch.topk(scores, min(check_n(n), scores.shape[1]), dim=1)
-        return top.indices.cpu().numpy(), top.values.cpu().numpy()
+        blocked = None if item_filter is None else item_filter.blocked  # broadcast over the rows
+        ids, scores = self._top_n(user_items, check_n(n), exclude_seen=True, blocked=blocked)
+        return ids.cpu().numpy(), scores.cpu().numpy()
 
     def recommend_popular(
         self, n: int = 10, item_filter: ItemFilter | None = None

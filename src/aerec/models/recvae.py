@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerec.models.sparse import SparseBatch
+from aerec.models.item_adam import ItemAdam
+from aerec.models.tiled_loss import holds_logits, large_catalogue, tiled_output_nll
 from aerec.models.torch_base import TorchRecommender
 from aerec.training import Phase, TrainState
 
@@ -92,9 +94,11 @@ class RecVAEEncoder(nn.Module):
     """
 
     def __init__(self, n_items: int, hidden: int, latent: int, n_layers: int,
-                 generator: torch.Generator, ln_eps: float = 0.1) -> None:
+                 generator: torch.Generator, ln_eps: float = 0.1,
+                 row_sparse_input: bool = False) -> None:
         super().__init__()
         self.latent = latent
+        self.row_sparse_input = row_sparse_input
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for d_in in [n_items] + [hidden] * (n_layers - 1):
@@ -110,7 +114,8 @@ class RecVAEEncoder(nn.Module):
 
     def forward(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance) of q(z | x) for the input ``values`` on ``batch``'s pattern."""
-        h = self.norms[0](F.silu(batch.matmul(values, self.weights[0]) + self.biases[0]))
+        first = batch.matmul(values, self.weights[0], row_sparse_grad=self.row_sparse_input)
+        h = self.norms[0](F.silu(first + self.biases[0]))
         skip = h  # sum of all earlier layers' outputs (dense connections)
         for i in range(1, len(self.weights)):
             h = self.norms[i](F.silu(torch.addmm(self.biases[i], h, self.weights[i]) + skip))
@@ -123,9 +128,10 @@ class RecVAENet(nn.Module):
     """Encoder, the frozen encoder copy behind the composite prior, and the linear decoder."""
 
     def __init__(self, n_items: int, hidden: int, latent: int, n_layers: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, row_sparse_input: bool = False) -> None:
         super().__init__()
-        self.encoder = RecVAEEncoder(n_items, hidden, latent, n_layers, generator)
+        self.encoder = RecVAEEncoder(n_items, hidden, latent, n_layers, generator,
+                                     row_sparse_input=row_sparse_input)
         self.prior_encoder = RecVAEEncoder(n_items, hidden, latent, n_layers, generator)
         self.prior_encoder.requires_grad_(False)
         self.decoder_weight, self.decoder_bias = _uniform_linear(latent, n_items, generator)
@@ -208,10 +214,16 @@ class RecVAE(TorchRecommender):
 
     def _build(self, n_items: int, generator: torch.Generator) -> nn.Module:
         cfg = self.config
-        return RecVAENet(n_items, cfg.hidden, cfg.latent, cfg.encoder_layers, generator)
+        return RecVAENet(n_items, cfg.hidden, cfg.latent, cfg.encoder_layers, generator,
+                         row_sparse_input=large_catalogue(cfg.batch_size, n_items))
 
     def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.lr
+        if module.encoder.row_sparse_input:
+            # no item-sized gradient: the encoder's first layer row-sparse, the decoder stepped
+            # tile by tile (aerec.models.item_adam)
+            return {"encoder": ItemAdam(module.encoder.parameters(), lr=lr),
+                    "decoder": ItemAdam(module.decoder_parameters(), lr=lr)}
         return {
             "encoder": torch.optim.Adam(module.encoder.parameters(), lr=lr),
             "decoder": torch.optim.Adam(module.decoder_parameters(), lr=lr),
@@ -248,12 +260,25 @@ class RecVAE(TorchRecommender):
         log_probs = F.log_softmax(logits, dim=1)
         return -(log_probs[batch.rows, batch.col] * batch.values).sum() / batch.n_rows
 
+    def _decoded_nll(self, net: RecVAENet, z: torch.Tensor, batch: SparseBatch, *,
+                     detach: bool = False, step=None) -> torch.Tensor:
+        """``_neg_log_likelihood(net.decode(z, detach=detach), batch)``, over item tiles
+        (:mod:`aerec.models.tiled_loss`, equal up to float rounding) when the batch's logits are
+        too large to hold; ``step`` there steps the decoder's weight in the backward."""
+        if holds_logits(batch.n_rows, net.decoder_weight.shape[1]):
+            return self._neg_log_likelihood(net.decode(z, detach=detach), batch)
+        w, b = net.decoder_weight, net.decoder_bias
+        if detach:
+            w, b = w.detach(), b.detach()
+        total = tiled_output_nll(z, w, b, batch.rows, batch.col, batch.values, step=step)
+        return total / batch.n_rows
+
     def _encoder_loss(self, state: TrainState, batch: SparseBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative ELBO with the composite prior; gradients reach the encoder only."""
         net = state.module
         mu, logvar = net.encoder(batch, self._input_values(batch, state))
         z = self._sample(mu, logvar, state)
-        nll = self._neg_log_likelihood(net.decode(z, detach=True), batch)
+        nll = self._decoded_nll(net, z, batch, detach=True)
         with torch.no_grad():
             old_mu, old_logvar = net.prior_encoder(batch, self._input_values(batch, None))
         log_q = log_normal(z, mu, logvar)
@@ -268,7 +293,9 @@ class RecVAE(TorchRecommender):
         with torch.no_grad():
             mu, logvar = net.encoder(batch, self._input_values(batch, None))
             z = self._sample(mu, logvar, state)
-        nll = self._neg_log_likelihood(net.decode(z), batch)
+        opt = state.optimizers["decoder"]
+        step = opt.tile_step(net.decoder_weight) if isinstance(opt, ItemAdam) else None
+        nll = self._decoded_nll(net, z, batch, step=step)
         return nll, {"decoder_nll": nll.item()}
 
     # -- the alternating schedule ---------------------------------------------------------------
@@ -291,6 +318,10 @@ class RecVAE(TorchRecommender):
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         mu, _ = module.encoder(batch, self._input_values(batch, None))
         return module.decode(mu)
+
+    def _output_layer(self, module: nn.Module, batch: SparseBatch):
+        mu, _ = module.encoder(batch, self._input_values(batch, None))
+        return mu, module.decoder_weight, module.decoder_bias
 
     def _item_similarities(self, cols) -> torch.Tensor:  # cols: numpy int array
         """Cosine between the items' vectors in the linear decoder (the columns of

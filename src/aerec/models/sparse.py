@@ -69,9 +69,15 @@ class SparseBatch:
         sq.index_add_(0, self.rows, self.values * self.values)
         return sq.sqrt()
 
-    def matmul(self, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``X @ weight`` where X has this batch's pattern and the given ``values``."""
-        return _SparseMatmul.apply(weight, values, self)
+    def matmul(self, values: torch.Tensor, weight: torch.Tensor, *,
+               row_sparse_grad: bool = False) -> torch.Tensor:
+        """``X @ weight`` where X has this batch's pattern and the given ``values``.
+
+        ``row_sparse_grad``: the weight's gradient is a sparse COO tensor holding only the rows
+        of the batch's items (for :class:`aerec.models.item_adam.ItemAdam`), not a dense
+        ``items x d`` matrix that is zero elsewhere.
+        """
+        return _SparseMatmul.apply(weight, values, self, row_sparse_grad)
 
 
 class TorchCSR:
@@ -146,8 +152,8 @@ class _SparseMatmul(torch.autograd.Function):
     multiply-add or not), so results agree to float rounding."""
 
     @staticmethod
-    def forward(ctx, weight, values, batch):  # type: ignore[override]
-        ctx.batch = batch
+    def forward(ctx, weight, values, batch, row_sparse_grad=False):  # type: ignore[override]
+        ctx.batch, ctx.row_sparse_grad = batch, row_sparse_grad
         ctx.save_for_backward(values)
         # The weighted sums have no bf16 kernel on the CPU, and this layer's share of the work is
         # small: it stays fp32 under autocast.
@@ -159,7 +165,18 @@ class _SparseMatmul(torch.autograd.Function):
         (values,) = ctx.saved_tensors
         b = ctx.batch
         grad_weight = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and ctx.row_sparse_grad:
+            # the bags of the items present only: one gradient row each
+            counts = b.t_crow[1:] - b.t_crow[:-1]
+            used = torch.nonzero(counts).squeeze(1)
+            if len(used):
+                rows = F.embedding_bag(b.t_col, grad_out.contiguous(), b.t_crow[used], mode="sum",
+                                       per_sample_weights=values[b.t_perm].to(grad_out.dtype))
+            else:
+                rows = grad_out.new_zeros(0, grad_out.shape[1])
+            grad_weight = torch.sparse_coo_tensor(used.unsqueeze(0), rows, (b.shape[1], rows.shape[1]),
+                                                  is_coalesced=True, check_invariants=False)
+        elif ctx.needs_input_grad[0]:
             grad_weight = csr_times_dense(b.t_crow, b.t_col, values[b.t_perm],
                                           grad_out.contiguous())
-        return grad_weight, None, None
+        return grad_weight, None, None, None

@@ -174,6 +174,34 @@ class TorchRecommender(Recommender):
         finally:
             self.module_.train(was_training)
 
+    def _output_layer(self, module: nn.Module, batch: SparseBatch
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """For a network whose scores are one linear layer over the items: the evaluation-mode
+        input ``h`` of that layer and its ``(d, items)`` weight and bias, so that ranking runs
+        over item tiles (:func:`aerec.models.tiled_topk.tiled_top_k`). Not overridden: the whole
+        score matrix is ranked."""
+        return None
+
+    @torch.no_grad()
+    def _top_n(self, user_items: sp.csr_matrix, n: int, *, exclude_seen: bool = True,
+               blocked: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from aerec.models.tiled_topk import tiled_top_k
+
+        if type(self)._output_layer is TorchRecommender._output_layer:
+            return super()._top_n(user_items, n, exclude_seen=exclude_seen, blocked=blocked)
+        self._check_fitted()
+        was_training = self.module_.training
+        self.module_.eval()
+        try:
+            batch = SparseBatch.from_csr(user_items, self.device_)
+            with self._autocast(self.device_):
+                layer = self._output_layer(self.module_, batch)
+                seen = (batch.rows, batch.col) if exclude_seen else None
+                mask = None if blocked is None else torch.from_numpy(blocked).to(self.device_)
+                return tiled_top_k(*layer, n, seen=seen, blocked=mask)
+        finally:
+            self.module_.train(was_training)
+
     # -- persistence hooks ----------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         return {"module": self.module_.state_dict()}

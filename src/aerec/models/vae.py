@@ -46,6 +46,8 @@ from torch import nn
 
 from aerec.models.sparse import SparseBatch
 from aerec.models.fused import linear_multinomial_nll, tiled_decoder_scores
+from aerec.models.item_adam import ItemAdam
+from aerec.models.tiled_loss import holds_logits, large_catalogue, tiled_output_nll
 from aerec.models.torch_base import Precision, TorchRecommender, make_adam
 from aerec.training import TrainState
 
@@ -70,9 +72,10 @@ class AutoencoderNet(nn.Module):
     """
 
     def __init__(self, dims: tuple[int, ...], latent_index: int, variational: bool,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, row_sparse_input: bool = False) -> None:
         super().__init__()
         self.dims = tuple(dims)
+        self.row_sparse_input = row_sparse_input
         self.latent_index = latent_index
         self.variational = variational
         self.weights = nn.ParameterList()
@@ -89,7 +92,8 @@ class AutoencoderNet(nn.Module):
 
     def encode(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder on the (normalised, dropped-out) values of a sparse batch: (mean, logvar)."""
-        h = batch.matmul(values, self.weights[0]) + self.biases[0]
+        h = batch.matmul(values, self.weights[0], row_sparse_grad=self.row_sparse_input)
+        h = h + self.biases[0]
         for i in range(1, self.latent_index):
             h = torch.tanh(h)
             h = torch.addmm(self.biases[i], h, self.weights[i])
@@ -172,10 +176,21 @@ class _MultAutoencoder(TorchRecommender):
         cfg = self.config
         hidden = tuple(cfg.hidden)
         dims = (n_items, *hidden, cfg.latent, *reversed(hidden), n_items)
-        return AutoencoderNet(dims, len(hidden) + 1, self.variational, generator)
+        return AutoencoderNet(dims, len(hidden) + 1, self.variational, generator,
+                              row_sparse_input=large_catalogue(cfg.batch_size, n_items))
 
     def _make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        if module.row_sparse_input:
+            return {"adam": ItemAdam(module.parameters(), lr=self.config.lr)}
         return {"adam": make_adam(module.parameters(), lr=self.config.lr)}
+
+    def _output_step(self, state: TrainState):
+        """The output weight's in-backward Adam step (:meth:`ItemAdam.tile_step`) where it is
+        exact: ItemAdam, and no L2 penalty giving that weight a second gradient."""
+        opt = state.optimizers.get("adam")
+        if isinstance(opt, ItemAdam) and self.config.lam == 0:
+            return opt.tile_step(state.module.weights[-1])
+        return None
 
     def _input_values(self, batch: SparseBatch, state: TrainState | None) -> torch.Tensor:
         """Row-L2-normalised values, with inverted dropout in training."""
@@ -201,9 +216,18 @@ class _MultAutoencoder(TorchRecommender):
             total = F.softplus(logits).sum() - (logits[batch.rows, batch.col] * x).sum()
         return total / batch.n_rows
 
-    def _decoded_nll(self, module: AutoencoderNet, z: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
-        """``_neg_log_likelihood(module.decode(z), batch)``; the multinomial one is computed with
-        the output layer in one step (:mod:`aerec.models.fused`), equal up to float rounding."""
+    def _decoded_nll(self, module: AutoencoderNet, z: torch.Tensor, batch: SparseBatch,
+                     step=None) -> torch.Tensor:
+        """``_neg_log_likelihood(module.decode(z), batch)``, equal up to float rounding: over item
+        tiles (:mod:`aerec.models.tiled_loss`) when the batch's logits are too large to hold,
+        otherwise whole, the multinomial one with the output layer in one step
+        (:mod:`aerec.models.fused`). ``step``: the tiled path's in-backward step of the output
+        weight (see ``_output_step``)."""
+        if not holds_logits(batch.n_rows, module.dims[-1]):
+            total = tiled_output_nll(module.decode_hidden(z), module.weights[-1], module.biases[-1],
+                                     batch.rows, batch.col, batch.values, self.config.likelihood,
+                                     step=step)
+            return total / batch.n_rows
         if self.config.likelihood != "multinomial":
             return self._neg_log_likelihood(module.decode(z), batch)
         total = linear_multinomial_nll(module.decode_hidden(z), module.weights[-1],
@@ -281,7 +305,7 @@ class MultVAE(_MultAutoencoder):
         mu, logvar = mu.float(), logvar.float()  # bf16 autocast: noise and KL stay in fp32
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(std.shape, generator=state.generator, device=std.device, dtype=std.dtype)
-        nll = self._decoded_nll(module, mu + eps * std, batch)
+        nll = self._decoded_nll(module, mu + eps * std, batch, self._output_step(state))
         kl = (0.5 * (-logvar + torch.exp(logvar) + mu * mu - 1.0)).sum(dim=1).mean()
         beta = self.beta(state.update_count, self.train_matrix_shape_[0])
         loss = nll + beta * kl + self._l2_penalty(module)
@@ -290,6 +314,10 @@ class MultVAE(_MultAutoencoder):
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         mu, _ = module.encode(batch, self._input_values(batch, None))
         return module.decode(mu)
+
+    def _output_layer(self, module: nn.Module, batch: SparseBatch):
+        mu, _ = module.encode(batch, self._input_values(batch, None))
+        return module.decode_hidden(mu), module.weights[-1], module.biases[-1]
 
 
 class MultDAE(_MultAutoencoder):
@@ -315,10 +343,14 @@ class MultDAE(_MultAutoencoder):
     def _loss(self, state: TrainState, batch: SparseBatch):
         module = state.module
         h, _ = module.encode(batch, self._input_values(batch, state))
-        nll = self._decoded_nll(module, h, batch)
+        nll = self._decoded_nll(module, h, batch, self._output_step(state))
         loss = nll + self._l2_penalty(module)
         return loss, self._figures(state, loss=loss, nll=nll)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         h, _ = module.encode(batch, self._input_values(batch, None))
         return module.decode(h)
+
+    def _output_layer(self, module: nn.Module, batch: SparseBatch):
+        h, _ = module.encode(batch, self._input_values(batch, None))
+        return module.decode_hidden(h), module.weights[-1], module.biases[-1]
