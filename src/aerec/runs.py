@@ -151,7 +151,7 @@ def new_run(run_dir: str | Path, spec: dict[str, Any]) -> Path:
     layout.check_new()
     spec = typed_spec(spec)
     split = make_split(spec, get_model_class(spec["model"]))
-    resolved = model_of(spec).resolved_params(split.train.n_users)
+    resolved = model_of(spec).resolved_for(split.train)
     write_run(layout, {**spec, **({"resolved": resolved} if resolved else {})}, split)
     return layout.path
 

@@ -9,6 +9,7 @@ from aerec.models.ease import EASE
 from aerec.models.edlae import EDLAE
 from aerec.models.popularity import Popularity
 from aerec.models.sansa import SANSA
+from aerec.models.elsa import ELSA
 from aerec.models.recvae import RecVAE
 from aerec.models.autorec import IAutoRec, UAutoRec
 from aerec.models.deep_ae import DeepAutoencoder
@@ -24,6 +25,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     RecVAE.name: RecVAE,
     Popularity.name: Popularity,
     SANSA.name: SANSA,
+    ELSA.name: ELSA,
     IAutoRec.name: IAutoRec,
     UAutoRec.name: UAutoRec,
     DeepAutoencoder.name: DeepAutoencoder,
@@ -42,6 +44,6 @@ def get_model_class(name: str) -> type[Recommender]:
         ) from None
 
 
-__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity", "SANSA",
+__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity", "SANSA", "ELSA",
            "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "Blend",
            "get_model_class"]
