@@ -62,6 +62,20 @@ def test_incomplete_factor_keeps_cap_entries_per_column():
     assert np.diff(f.strict_lower.indptr).max() <= 4
 
 
+def test_a_pivot_broken_by_dropping_is_retried_with_the_dropped_entries_compensated():
+    # positive definite (eigenvalues 0.1, 0.1, 2.8), but with one entry a column the
+    # Schur complement loses it; Jennings-Malik compensation keeps every pivot positive
+    a = np.array([[1.0, 0.9, 0.9], [0.9, 1.0, 0.9], [0.9, 0.9, 1.0]])
+    f = incomplete_ldl(sp.csc_matrix(np.tril(a)), cap=1)
+    assert f.compensated and f.shift == 0.0
+    assert np.all(f.d > 0)
+    unit = np.eye(3) + f.strict_lower.toarray()
+    assert np.count_nonzero(f.strict_lower.toarray(), axis=0).max() == 1
+    # what was factorised is A plus a positive semi-definite compensation
+    assert np.all(np.linalg.eigvalsh(unit @ np.diag(f.d) @ unit.T - a[np.ix_(f.perm, f.perm)])
+                  > -1e-12)
+
+
 def test_a_broken_pivot_is_retried_with_a_growing_diagonal_shift():
     # [[1, 2], [2, 1]] is indefinite: the factor of A + s diag(A) exists once (1 + s)^2 > 4
     lower = sp.csc_matrix(np.array([[1.0, 0.0], [2.0, 1.0]]))

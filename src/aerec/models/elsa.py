@@ -180,16 +180,18 @@ class ELSA(TorchRecommender):
 
     def _loss(self, state: TrainState, batch: SparseBatch):
         a = state.module.normalized()
-        x = torch.ones_like(batch.values)  # binarised, as the paper's implicit input
+        x = (batch.values != 0).to(a.dtype)  # binarised, as the paper's implicit input
         loss = nmse(a, batch, x)
         return loss, self._figures(state, loss=loss)
 
     def _forward_scores(self, module: nn.Module, batch: SparseBatch) -> torch.Tensor:
         a = module.normalized()
-        z = batch.matmul(torch.ones_like(batch.values), a)
-        scores = z @ a.T
-        scores[batch.rows, batch.col] -= 1.0  # - x
-        return scores
+        x = (batch.values != 0).to(a.dtype)  # binarised, as in training
+        scores = batch.matmul(x, a) @ a.T
+        if isinstance(batch, SparseBatch):
+            scores[batch.rows, batch.col] -= x  # - x at the stored entries
+            return scores
+        return scores - x  # a dense batch (the ONNX export's): x is the whole history
 
     def _item_similarities(self, cols: np.ndarray) -> torch.Tensor:
         """Cosine between the rows of ``A`` (the item embeddings): ``A A^T`` itself, the weight

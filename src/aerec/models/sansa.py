@@ -70,11 +70,11 @@ FACTOR_FACTOR = 2
 EXACT_MAX_BYTES = 2**30
 #: Bytes the fit holds per kept entry of a column (the Gram matrix, the factor, ``M``, the
 #: blocks' products and the two float32 matrices of the model, measured on the incomplete path).
-BYTES_PER_ENTRY = 160
+BYTES_PER_ENTRY = 250
 #: Bytes per training interaction (the binarised copy, its CSC and transposed float64 copies).
 BYTES_PER_INTERACTION = 48
 #: Fixed workspace: the blocks of the Gram and UMR products.
-WORKSPACE_BYTES = 2 * 2**30
+WORKSPACE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
