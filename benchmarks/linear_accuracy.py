@@ -9,10 +9,17 @@ only torch and scipy, which aerec's environment has). It trains at aerec's defau
 size, with its own defaults otherwise (NAdam, lr 0.1, 20 epochs), and is scored ``x A A^T - x``
 from its item embeddings.
 
+The ``sansa`` package (the SANSA authors') needs scikit-sparse, hence its own venv
+(``--peers-python``: numpy<2, scikit-sparse 0.4.16 built against Debian's libsuitesparse-dev,
+numba, sansa 1.1.0); it runs in a subprocess of that venv (:func:`sansa_worker`, which imports no
+aerec) at aerec's resolved density and ``lam``, with its exact (CHOLMOD) factoriser and its
+default UMR inverter, and its scores of the test fold-in come back as a file.
+
 Run from the repository root (one thread, under the shared lock for reported timings)::
 
     AEREC_DATA_DIR=/work/shared/data PYTHONPATH=src python benchmarks/linear_accuracy.py \\
-        --peers-site /tmp/peersite --out benchmarks/results-linear.json
+        --peers-site /tmp/peersite --peers-python /tmp/peers-venv/bin/python \\
+        --out benchmarks/results-linear.json
 """
 
 from __future__ import annotations
@@ -23,13 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+import numpy as np  # torch is imported where used: the sansa worker's venv has none
 
 SEEDS = (98765, 1, 2, 3, 4)
 DATASETS = ("ml-100k", "ml-latest-small")
-SYSTEMS = ("ease-fp64", "ease-fp32", "sansa", "elsa", "elsarec")
+SYSTEMS = ("ease-fp64", "ease-fp32", "sansa", "sansa-pkg", "elsa", "elsarec")
 
 
 def split_of(dataset: str, seed: int):
@@ -54,6 +59,8 @@ def fit_aerec(system: str, split):
 
 def fit_elsarec(split, rank: int, batch_size: int, seed: int):
     """The authors' package; returns a scoring function over its item embeddings."""
+    import torch
+    import torch.nn.functional as F
     from elsa import ELSA as Peer
 
     torch.manual_seed(seed)  # its initialisation draws from torch's global generator
@@ -69,16 +76,74 @@ def fit_elsarec(split, rank: int, batch_size: int, seed: int):
     return score
 
 
+def fit_sansa_package(split, peers_python: str):
+    """The ``sansa`` package in its venv; returns a scoring function over its saved scores."""
+    import subprocess
+    import tempfile
+
+    import scipy.sparse as sp
+
+    from aerec.models import SANSA
+
+    density = SANSA().resolved_for(split.train)["density"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # only the users evaluate_ranking scores (those with targets), in its order
+        keep = np.diff(split.test.targets.matrix.indptr) > 0
+        for name, m in (("train", split.train.matrix),
+                        ("fold_in", split.test.fold_in.matrix[np.flatnonzero(keep)])):
+            m = sp.csr_matrix(m)
+            np.savez(tmp / f"{name}.npz", data=(m.data != 0).astype(np.float32),
+                     indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
+        subprocess.run([peers_python, __file__, "--sansa-worker", str(tmp), str(density),
+                        str(SANSA().config.lam)], check=True)
+        scores = np.load(tmp / "scores.npy")
+    rows = iter(range(scores.shape[0]))
+
+    def score(batch):
+        # evaluate_ranking asks for the test users with targets, in order, a batch at a time
+        picked = [next(rows) for _ in range(batch.shape[0])]
+        return scores[picked].copy()
+    return score
+
+
+def sansa_worker(folder: str, density: str, lam: str) -> None:
+    """Runs in the peers venv: fit the ``sansa`` package, write the test fold-in's scores."""
+    import scipy.sparse as sp
+    from sansa import (CHOLMODGramianFactorizerConfig, SANSA, SANSAConfig,
+                       UMRUnitLowerTriangleInverterConfig)
+
+    def load(name):
+        with np.load(Path(folder) / f"{name}.npz", allow_pickle=False) as f:
+            return sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
+
+    config = SANSAConfig(l2=float(lam), weight_matrix_density=float(density),
+                         gramian_factorizer_config=CHOLMODGramianFactorizerConfig(),
+                         lower_triangle_inverter_config=UMRUnitLowerTriangleInverterConfig())
+    model = SANSA(config).fit(load("train"))
+    fold_in = load("fold_in")
+    # x B = x - x A^-1 diag(1/diag): the package's forward gives x W1 W2 with W2's columns
+    # already divided by -diag, so its scores are x + forward(x)
+    scores = fold_in.toarray() + model.forward(fold_in).toarray()
+    np.save(Path(folder) / "scores.npy", scores.astype(np.float32))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers-site", help="folder holding the elsarec package")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS))
+    parser.add_argument("--peers-python", help="python of the venv holding the sansa package")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results-linear.json"))
+    parser.add_argument("--sansa-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sansa_worker:
+        return sansa_worker(*args.sansa_worker)
     if args.peers_site:
         sys.path.append(args.peers_site)
+    import torch
+
     torch.set_num_threads(1)
     from aerec.evaluation import evaluate_ranking
     from aerec.models import ELSA
@@ -93,7 +158,9 @@ def main() -> None:
                     continue
                 split = split or split_of(dataset, seed)
                 started = time.perf_counter()
-                if system == "elsarec":
+                if system == "sansa-pkg":
+                    score = fit_sansa_package(split, args.peers_python)
+                elif system == "elsarec":
                     resolved = ELSA().resolved_for(split.train)
                     score = fit_elsarec(split, resolved["rank"], resolved["batch_size"], seed)
                 else:
