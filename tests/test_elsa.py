@@ -122,7 +122,9 @@ def test_a_model_file_of_another_rank_is_refused(data, tmp_path):
 
 
 def test_evaluation_bounds_one_batch_of_scores(monkeypatch):
-    monkeypatch.setattr(evaluation, "SCORE_BLOCK_BYTES", 4 * 10 * 3)  # 3 users of 10 items
+    from aerec.models import budget
+
+    monkeypatch.setattr(budget, "SCORE_BLOCK_BYTES", 4 * 10 * 3)  # 3 users of 10 items
     x = sp.csr_matrix(np.eye(10, dtype=np.float32))
     seen = []
 

@@ -34,6 +34,7 @@ from aerec.metrics import (
     rmse,
     summarize,
 )
+from aerec.models.budget import score_rows
 
 __all__ = ["evaluate_ranking", "evaluate_ratings", "RANKING_METRICS", "DEFAULT_RANKING_METRICS"]
 
@@ -53,10 +54,6 @@ _POPULARITY_METRICS = ("popularity", "novelty")
 #: Every metric name ``evaluate_ranking(metrics=...)`` accepts; ``coverage`` is one number for
 #: all users (no standard error), ``popularity`` and ``novelty`` need ``item_popularity``.
 assert RANKING_METRICS == (*_HIT_METRICS, "coverage", *_POPULARITY_METRICS)  # one list of names
-
-#: Bytes of one batch's float32 scores (batch x items) at most: bounds evaluation's memory at any
-#: catalogue size (below about 67,000 items the batch size asked for is kept).
-SCORE_BLOCK_BYTES = 256 * 2**20
 
 ScoreFn = Callable[[sp.csr_matrix], "torch.Tensor | np.ndarray"]
 PredictFn = Callable[[sp.csr_matrix, np.ndarray, np.ndarray], "torch.Tensor | np.ndarray"]
@@ -90,7 +87,7 @@ def evaluate_ranking(
         number of items ranks all of them.
     batch_size : int
         Users scored per call of ``score_fn``; fewer where a batch's float32 scores would pass
-        :data:`SCORE_BLOCK_BYTES` (at a million items, 67 users a call).
+        :data:`aerec.models.budget.SCORE_BLOCK_BYTES` (at a million items, 67 users a call).
     progress : bool
         Show a progress bar over batches.
     metrics : sequence of str, optional
@@ -122,7 +119,7 @@ def evaluate_ranking(
     _check_batch_size(batch_size)
     names = _check_metrics(metrics)
     n_items = fold_in.shape[1]
-    batch_size = min(batch_size, max(1, SCORE_BLOCK_BYTES // (4 * max(n_items, 1))))
+    batch_size = score_rows(n_items, batch_size)
     per_item = _per_item_values(names, item_popularity, n_items)
     k_max = max(ks)
     n_targets = np.diff(targets.indptr)

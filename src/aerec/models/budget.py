@@ -39,3 +39,15 @@ def parse_memory(value: str | int | float, field: str = "memory") -> int:
 def format_bytes(n: float) -> str:
     """``n`` bytes in GiB (or MiB below one GiB), for messages."""
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+#: Bytes of one batch's float32 scores (batch x items) at most, wherever users are scored in
+#: batches (evaluation, ``--all-users`` export, ``recommend_users``): below about 67,000 items the
+#: batch size asked for is kept; at a million items a batch is 67 users.
+SCORE_BLOCK_BYTES = 256 * 2**20
+
+
+def score_rows(n_items: int, requested: int) -> int:
+    """Users to score at once: ``requested``, or fewer where their float32 scores over
+    ``n_items`` items would pass :data:`SCORE_BLOCK_BYTES` (at least 1)."""
+    return max(1, min(int(requested), SCORE_BLOCK_BYTES // (4 * max(int(n_items), 1))))
