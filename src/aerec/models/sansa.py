@@ -21,8 +21,15 @@ and its scores. ``density`` is the paper's: non-zeros of each sparse matrix over
 Deviations, each deliberate:
 
 * **ordering**: the exact path uses qdldl's approximate minimum degree (AMD) order, the
-  incomplete path reverse Cuthill-McKee; the paper orders with COLAMD through CHOLMOD, which no
-  pip wheel exposes with its factor (see ``docs/sansa.md`` for the libraries measured);
+  incomplete path the most popular items first (measured best of three orders on ML-100K); the
+  paper orders with COLAMD through CHOLMOD, which no pip wheel exposes with its factor (see
+  ``docs/linear.md`` for the libraries measured);
+* **breakdown**: the incomplete factor is first retried with its dropped entries compensated on
+  the diagonal (Jennings & Malik), and only then with the paper's growing diagonal shift, which
+  on clustered synthetic data needed a shift of 2.0 and ranked lower
+  (:func:`aerec.models.sparse_ldl.incomplete_ldl`);
+* **the incomplete factor works on the unit-diagonal matrix** ``S A S`` so that what it keeps is
+  large relative to the items' own weight, and keeps twice the model's entries per column;
 * **exact where a dense factor would fit**: the exact path (qdldl) is taken when the worst-case,
   dense, factor of ``items`` columns takes at most :data:`EXACT_MAX_BYTES`; qdldl has no
   supernodes, so above that the incomplete path is faster as well as bounded;

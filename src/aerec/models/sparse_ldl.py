@@ -150,7 +150,7 @@ def fill_order(lower: sp.csc_matrix) -> np.ndarray:
     """Items by decreasing diagonal (popularity), ties by index.
 
     Measured on ML-100K against reverse Cuthill-McKee and the natural order
-    (``docs/sansa.md``): with the most popular items first, the incomplete factor of the
+    (``docs/linear.md``): with the most popular items first, the incomplete factor of the
     unit-diagonal matrix never broke down and the model ranked best (NDCG@100 0.398 against
     0.319 and 0.333 at 119 entries per column); the others needed diagonal shifts of 0.26-1.0.
     """
@@ -167,7 +167,7 @@ def incomplete_ldl(lower: sp.csc_matrix, cap: int, shift_step: float = 1e-3,
     so it cannot break down in exact arithmetic); should rounding still break it, the
     factorisation restarts on ``A + shift diag(A)``, the shift starting at ``shift_step`` and
     multiplied by ``shift_growth`` at each breakdown (SANSA's own remedy, which on the
-    synthetic 20,000-item data of ``docs/sansa.md`` needed a shift of 2.0 and ranked 0.34 where
+    synthetic 20,000-item data of ``docs/linear.md`` needed a shift of 2.0 and ranked 0.34 where
     the compensation ranked 0.36).
     """
     perm = fill_order(lower) if order is None else order
