@@ -86,7 +86,7 @@ def run_cell(dataset: str, model_name: str, seed: int, split, params: dict | Non
         out["epochs_early"] = getattr(early, "epochs_trained_", None)
         started = time.perf_counter()
         refit = refit_model(early, split.test.fold_in, best if by_epochs else None,
-                            selection_users=split.train.n_users)
+                            selection_rows=split.train)
         out["refit_seconds"] = time.perf_counter() - started
         out["refit"] = scores(refit)
         if by_epochs and not skip_full:

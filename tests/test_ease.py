@@ -95,10 +95,44 @@ def test_refuses_before_allocating_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(ease_module, "available_memory", lambda: memory_needed(10, nnz))
     monkeypatch.setattr(ease_module, "gram_matrix", lambda *a: pytest.fail("allocated anyway"))
     with pytest.raises(ConfigError) as err:
-        EASE(lam=1.0).fit(sp.csr_matrix(x))
+        EASE(lam=1.0, precision="fp64").fit(sp.csr_matrix(x))
     message = str(err.value)
     assert "12 items" in message and "one dense 12 x 12 float64 matrix" in message
     assert "--set max_items=N" in message and "N <= 10 fits" in message
+    assert "--model sansa" in message and "\n" not in message
+
+
+def test_auto_precision_takes_float32_where_float64_does_not_fit(monkeypatch):
+    x = _data(n_items=12)
+    nnz = int((x != 0).sum())
+    fp32 = memory_needed(12, nnz, dtype="float32")
+    assert fp32 < memory_needed(12, nnz)
+    monkeypatch.setattr(ease_module, "available_memory", lambda: fp32)
+    with pytest.warns(ease_module.PrecisionNotice, match="float32"):
+        model = EASE(lam=1.0).fit(sp.csr_matrix(x))
+    assert model.precision_ == "fp32"
+    b = _reference(x, 1.0)
+    np.testing.assert_allclose(model.weights_.numpy(), b, atol=1e-4 * np.abs(b).max())
+    from aerec.data.interactions import as_interactions
+    assert EASE().resolved_for(as_interactions(sp.csr_matrix(x))) == {"precision": "fp32"}
+
+
+def test_auto_precision_is_float64_where_it_fits(monkeypatch):
+    x = _data(n_items=12)
+    monkeypatch.setattr(ease_module, "available_memory", lambda: 2**40)
+    assert EASE(lam=1.0).fit(sp.csr_matrix(x)).precision_ == "fp64"
+
+
+def test_neither_precision_fitting_names_both_limits_and_the_sparse_models(monkeypatch):
+    x = _data(n_items=12)
+    nnz = int((x != 0).sum())
+    monkeypatch.setattr(ease_module, "available_memory", lambda: memory_needed(8, nnz, "float32"))
+    with pytest.raises(ConfigError) as err:
+        EASE(lam=1.0).fit(sp.csr_matrix(x))
+    message = str(err.value)
+    fits64 = largest_fitting(memory_needed(8, nnz, "float32"), nnz)
+    assert f"at most {fits64:,} items fit in float64 and 8 in float32" in message
+    assert "--model sansa or --model elsa" in message and "N <= 8 fits" in message
 
 
 def test_max_items_makes_it_fit_and_keeps_the_most_popular(monkeypatch):

@@ -73,4 +73,5 @@ def test_dropout_must_be_a_probability_below_one(dropout):
 def test_registered_with_the_documented_defaults():
     cls = get_model_class("edlae")
     assert cls is EDLAE
-    assert EDLAE().get_params() == {"lam": 100.0, "max_items": None, "dropout": 0.67}
+    assert EDLAE().get_params() == {"lam": 100.0, "max_items": None, "precision": "auto",
+                                   "dropout": 0.67}

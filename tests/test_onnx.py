@@ -9,7 +9,7 @@ import pytest
 
 from aerec.cli import main
 from aerec.errors import ConfigError
-from aerec.models import EASE, DeepAutoencoder, MultDAE, MultVAE, RecVAE, UAutoRec
+from aerec.models import ELSA, EASE, SANSA, DeepAutoencoder, MultDAE, MultVAE, RecVAE, UAutoRec
 from tiny_runs import make_tiny_run, tiny_interactions
 
 ort = pytest.importorskip(
@@ -38,7 +38,8 @@ def tiny():
     lambda: MultDAE(epochs=3, latent=8, device="cpu"),
     lambda: RecVAE(epochs=1, hidden=16, latent=8, encoder_layers=2, device="cpu"),
     lambda: UAutoRec(epochs=2, hidden="16", device="cpu"),
-], ids=["mult-vae", "mult-dae", "recvae", "u-autorec"])
+    lambda: ELSA(epochs=2, rank=8, device="cpu"),
+], ids=["mult-vae", "mult-dae", "recvae", "u-autorec", "elsa"])
 def test_onnx_scores_match_torch_on_100_users(tiny, tmp_path, make):
     model = make().fit(tiny)
     path = export_onnx(model, tmp_path / "model.onnx")
@@ -101,6 +102,8 @@ def test_models_without_a_forward_fold_in_are_refused(tiny, tmp_path):
     with pytest.raises(ConfigError, match="ease cannot be exported to ONNX"):
         export_onnx(EASE().fit(tiny), tmp_path / "ease.onnx")
     assert not (tmp_path / "ease.onnx").exists()
+    with pytest.raises(ConfigError, match="sansa cannot be exported to ONNX"):
+        export_onnx(SANSA(density=0.2).fit(tiny), tmp_path / "sansa.onnx")
 
 
 def test_cli_export_writes_a_file_that_scores_like_the_run(tmp_path, capsys):

@@ -62,15 +62,19 @@ def write_fake_ml100k(data_dir: Path, n_users: int = 300) -> Path:
 
 
 def make_tiny_run(run_dir: Path, *, model: str = "mult-vae", epochs: int = 15,
-                  dataset: str = "tiny-genres") -> Path:
-    """Split the tiny data, write a run directory and train it (a second or two)."""
+                  dataset: str = "tiny-genres", params: dict | None = None) -> Path:
+    """Split the tiny data, write a run directory and train it (a second or two); ``params``
+    replaces the hyperparameters (for models other than the VAEs)."""
     run_dir = Path(run_dir)
+    given_params = params
     split = strong_generalization(tiny_interactions(), 30, seed=1)
     save_split(split, run_dir / "split")
     params = {"epochs": epochs, "batch_size": 64, "device": "cpu", "hidden": "32",
               "latent": 8, "anneal_epochs": 10.0, "seed": 3, "lr": 0.01}
     if model == "mult-dae":
         params = {k: v for k, v in params.items() if k not in ("hidden", "anneal_epochs")}
+    if given_params is not None:
+        params = given_params
     write_json(run_dir / "run.json", {
         "format": RUN_FORMAT, "model": model, "params": params,
         "data": {"dataset": dataset}, "preprocess": {},

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ("Recommender", "MultVAE", "MultDAE", "RecVAE", "EASE", "EDLAE", "IAutoRec", "UAutoRec",
-         "DeepAutoencoder", "BiasedMF", "Popularity", "Blend"),
+         "DeepAutoencoder", "BiasedMF", "Popularity", "Blend", "SANSA", "ELSA"),
         "aerec.models",
     ),
     "Interactions": "aerec.data.interactions",
@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # for type checkers and editors, which do not run __getattr__
     from aerec.models import (
         EASE,
         EDLAE,
+        ELSA,
+        SANSA,
         BiasedMF,
         Blend,
         DeepAutoencoder,

@@ -34,6 +34,7 @@ from aerec.metrics import (
     rmse,
     summarize,
 )
+from aerec.models.budget import score_rows
 
 __all__ = ["evaluate_ranking", "evaluate_ratings", "RANKING_METRICS", "DEFAULT_RANKING_METRICS"]
 
@@ -85,7 +86,8 @@ def evaluate_ranking(
         Cut-offs; the top ``max(ks)`` is computed once and sliced. A cut-off larger than the
         number of items ranks all of them.
     batch_size : int
-        Users scored per call of ``score_fn``.
+        Users scored per call of ``score_fn``; fewer where a batch's float32 scores would pass
+        :data:`aerec.models.budget.SCORE_BLOCK_BYTES` (at a million items, 67 users a call).
     progress : bool
         Show a progress bar over batches.
     metrics : sequence of str, optional
@@ -117,6 +119,7 @@ def evaluate_ranking(
     _check_batch_size(batch_size)
     names = _check_metrics(metrics)
     n_items = fold_in.shape[1]
+    batch_size = score_rows(n_items, batch_size)
     per_item = _per_item_values(names, item_popularity, n_items)
     k_max = max(ks)
     n_targets = np.diff(targets.indptr)

@@ -27,6 +27,7 @@ from aerec.data.interactions import Interactions
 from aerec.data.splits import Split
 from aerec.errors import ConfigError, DataError
 from aerec.histories import history_parts
+from aerec.models.budget import score_rows
 from aerec.models.raw_ids import ItemFilter, check_n
 from aerec.persistence import open_temp_beside
 
@@ -107,6 +108,7 @@ def export_recommendations(
         # memory stays bounded. Leaving the pool waits for a write in flight before abort().
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
+            batch_size = score_rows(model.n_items_, batch_size)  # bounded at any catalogue
             for start in range(0, users.n_users, batch_size):
                 stop = min(start + batch_size, users.n_users)
                 ids, scores = model.recommend_filtered(users.matrix[start:stop], n, item_filter)

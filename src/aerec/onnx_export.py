@@ -42,7 +42,7 @@ from aerec.extras import require
 from aerec.persistence import atomic_write_bytes
 
 #: Models whose fold-in scoring is one forward pass of their network, hence exportable.
-EXPORTABLE = ("mult-vae", "mult-dae", "recvae", "u-autorec", "deep-ae")
+EXPORTABLE = ("mult-vae", "mult-dae", "recvae", "u-autorec", "deep-ae", "elsa")
 #: ONNX operator set of the exported graphs (onnxruntime 1.18 and later run it).
 OPSET = 18
 INPUT_NAME = "history"

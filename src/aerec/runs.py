@@ -134,10 +134,10 @@ def resolve(spec: RunSpec, split: Split) -> dict[str, Any]:
     from aerec.device import resolve_device
 
     model = spec.make_model()
-    resolved = dict(model.resolved_params(split.train.n_users))
+    resolved = dict(model.resolved_for(split.train))  # e.g. EASE's precision under "auto"
     if "device" in spec.params:
         resolved["device"] = str(resolve_device(spec.params["device"]))
-    if "precision" in spec.params:
+    if "precision" in spec.params and "precision" not in resolved:
         resolved["precision"] = spec.params["precision"]
     resolved.update({
         "training_users": int(split.train.n_users),
@@ -307,7 +307,7 @@ def _refit(spec: RunSpec, split: Split, layout: RunDir, selection: dict[str, Any
            resume: bool, progress: bool) -> Recommender:
     """The selection run repeated on the whole training rows (``split.test.fold_in``), with the
     schedule recorded in ``run.json``; resumable from its own checkpoint."""
-    schedule = model_of(spec).resolved_params(split.train.n_users)
+    schedule = _schedule(model_of(spec), split.train)
     return refit(model_of(spec), split.test.fold_in, selection["best_epoch"] or
                  selection["epochs_trained"],
                  schedule={name: spec.resolved.get(name, value) for name, value in schedule.items()},
@@ -315,8 +315,15 @@ def _refit(spec: RunSpec, split: Split, layout: RunDir, selection: dict[str, Any
                  resume=resume and layout.refit_checkpoint.is_file(), progress=progress)
 
 
+def _schedule(model: Recommender, selection_rows: Any) -> dict[str, Any]:
+    """What resolved for the selection run that is a hyperparameter of the model (Mult-VAE's
+    anneal steps, ELSA's rank, SANSA's density), to pin in its refit."""
+    fields = model.config.__dataclass_fields__
+    return {k: v for k, v in model.resolved_for(selection_rows).items() if k in fields}
+
+
 def refit(model: Recommender, rows: Any, stop_after: int | None, *,
-          selection_users: int | None = None, schedule: dict[str, Any] | None = None,
+          selection_rows: Any = None, schedule: dict[str, Any] | None = None,
           **trainer_options: Any) -> Recommender:
     """``model``'s selection run repeated on ``rows`` (a given split's whole training rows).
 
@@ -332,8 +339,8 @@ def refit(model: Recommender, rows: Any, stop_after: int | None, *,
         What the refit learns from.
     stop_after : int, optional
         The epoch to stop at; None trains every epoch (and is the only choice of closed forms).
-    selection_users : int, optional
-        Training users of the selection run, to resolve its schedule; or give ``schedule``.
+    selection_rows : Interactions, optional
+        The selection run's training rows, to resolve its schedule; or give ``schedule``.
     schedule : dict, optional
         The resolved settings of the selection run (``run.json``'s ``resolved``).
     **trainer_options
@@ -345,7 +352,7 @@ def refit(model: Recommender, rows: Any, stop_after: int | None, *,
         A new model, fitted.
     """
     if schedule is None:
-        schedule = model.resolved_params(selection_users) if selection_users else {}
+        schedule = _schedule(model, selection_rows) if selection_rows is not None else {}
     again = type(model)(**{**model.get_params(), **schedule})
     Trainer(stop_after=int(stop_after) if stop_after else None, **trainer_options).fit(
         again, rows, None)

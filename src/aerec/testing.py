@@ -39,6 +39,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "recvae": {"hidden": 32, "epochs": 15},  # one width, not a tuple; 3 + 1 passes per epoch
     "ease": {"lam": 1.0},  # lam must be positive
     "edlae": {"lam": 1.0},
+    "sansa": {"lam": 1.0},
+    "elsa": {"rank": 8, "lr": 0.05},
     # batches count ratings here, and with lam = 0 the fold-in of a user who gave one rating to
     # everything is that rating for every item
     "biased-mf": {"lam": 0.02, "batch_size": 128, "factors": 8},

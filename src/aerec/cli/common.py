@@ -11,8 +11,8 @@ from typing import Any
 
 #: Names of the registered models, for ``--model`` choices without importing the models (and
 #: torch); ``tests/test_bad_input_cli.py`` checks that it equals ``aerec.models.REGISTRY``.
-MODEL_NAMES = ("biased-mf", "blend", "deep-ae", "ease", "edlae", "i-autorec", "mult-dae",
-               "mult-vae", "popularity", "recvae", "u-autorec")
+MODEL_NAMES = ("biased-mf", "blend", "deep-ae", "ease", "edlae", "elsa", "i-autorec", "mult-dae",
+               "mult-vae", "popularity", "recvae", "sansa", "u-autorec")
 
 
 def print_metrics(metrics: dict[str, Any], *, as_json: bool = False) -> None:

@@ -8,6 +8,8 @@ from aerec.models.vae import MultDAE, MultVAE
 from aerec.models.ease import EASE
 from aerec.models.edlae import EDLAE
 from aerec.models.popularity import Popularity
+from aerec.models.sansa import SANSA
+from aerec.models.elsa import ELSA
 from aerec.models.recvae import RecVAE
 from aerec.models.autorec import IAutoRec, UAutoRec
 from aerec.models.deep_ae import DeepAutoencoder
@@ -22,6 +24,8 @@ REGISTRY: dict[str, type[Recommender]] = {
     EDLAE.name: EDLAE,
     RecVAE.name: RecVAE,
     Popularity.name: Popularity,
+    SANSA.name: SANSA,
+    ELSA.name: ELSA,
     IAutoRec.name: IAutoRec,
     UAutoRec.name: UAutoRec,
     DeepAutoencoder.name: DeepAutoencoder,
@@ -40,6 +44,6 @@ def get_model_class(name: str) -> type[Recommender]:
         ) from None
 
 
-__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity",
+__all__ = ["REGISTRY", "Recommender", "MultVAE", "MultDAE", "EASE", "EDLAE", "RecVAE", "Popularity", "SANSA", "ELSA",
            "IAutoRec", "UAutoRec", "DeepAutoencoder", "BiasedMF", "Blend",
            "get_model_class"]

@@ -234,6 +234,11 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         training set of ``n_users`` users; recorded in a run's ``run.json``."""
         return {}
 
+    def resolved_for(self, train: Interactions) -> dict[str, Any]:
+        """Settings that resolve from the training data ``train`` (its users and items: SANSA's
+        density and ELSA's rank from a memory budget); by default :meth:`resolved_params`."""
+        return self.resolved_params(train.n_users)
+
     # -- checks -------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):

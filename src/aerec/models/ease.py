@@ -10,8 +10,9 @@ their history times ``B``, so any history (a user never seen in training) is sco
 model folds in by construction.
 
 Kept from the paper: the zero-diagonal constraint, the closed form, the solve in float64 (Steck's
-code also inverts in float64; the Gram matrix of a large data set is badly conditioned in float32),
-the scores ``x B``. The default ``lam = 500`` is the paper's value for ML-20M; a smaller data set
+code also inverts in float64; the Gram matrix of a large data set is badly conditioned in float32)
+wherever it fits in memory, the scores ``x B``. Where it does not, ``precision="auto"`` (the
+default) solves in float32, half the memory, and says so (``precision`` in :class:`EASEConfig`). The default ``lam = 500`` is the paper's value for ML-20M; a smaller data set
 may prefer a smaller value, to be tuned on validation.
 
 Deliberate choices, not in the paper:
@@ -38,8 +39,9 @@ import ctypes
 import mmap
 import os
 import sys
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,10 +83,16 @@ class EASEConfig:
         Restrict the model to this many of the most popular training items (None: all items);
         the others are never recommended. For item counts whose items x items matrix does not fit
         in memory.
+    precision : {"auto", "fp64", "fp32"}
+        Arithmetic of the solve. ``fp64`` (Steck's) holds one float64 items x items matrix,
+        ``fp32`` one float32 matrix, half the memory; ``auto`` (the default) takes fp64 where it
+        fits in the memory available and fp32 otherwise, with a :class:`PrecisionNotice` saying
+        so. The model's ``precision_`` and a run's ``run.json`` (``resolved``) record the choice.
     """
 
     lam: float = 500.0
     max_items: int | None = None
+    precision: Literal["auto", "fp64", "fp32"] = "auto"
 
     def __post_init__(self) -> None:
         if not self.lam > 0:
@@ -127,24 +135,49 @@ def largest_fitting(available: int, nnz: int = 0, dtype: Any = np.float64) -> in
     return lo
 
 
-def check_memory(n_items: int, available: int | None = None, nnz: int = 0) -> None:
-    """Raise ConfigError when fitting ``n_items`` items (``nnz`` interactions) would not fit in memory.
+class PrecisionNotice(UserWarning):
+    """``precision="auto"`` solved EASE in float32: float64 would not fit in memory."""
 
-    ``available`` defaults to :func:`available_memory`; when that is unknown nothing is checked.
+
+_DTYPES = {"fp64": np.float64, "fp32": np.float32}
+
+
+def check_memory(n_items: int, available: int | None = None, nnz: int = 0,
+                 precision: str = "fp64", model: str = "EASE") -> str:
+    """The precision the fit of ``n_items`` items (``nnz`` interactions) takes: ``precision``
+    itself, or for ``"auto"`` fp64 where it fits in memory and fp32 otherwise.
+
+    ``available`` defaults to :func:`available_memory`; when that is unknown nothing is checked
+    (and ``auto`` is fp64).
+
+    Raises
+    ------
+    ConfigError
+        When the precision asked for (for ``auto``: either) does not fit: one line naming the
+        memory each precision needs, the largest catalogue each allows on this machine, and the
+        models that fit (``sansa``, ``elsa``, or ``max_items``).
     """
     if available is None:
         available = available_memory()
+    wanted = ("fp64", "fp32") if precision == "auto" else (precision,)
     if available is None:
-        return
-    needed = memory_needed(n_items, nnz)
-    if needed > available:
-        fits = largest_fitting(available, nnz)
-        raise ConfigError(
-            f"EASE needs about {needed / _GIB:.1f} GiB for {n_items:,} items (one dense "
-            f"{n_items:,} x {n_items:,} float64 matrix and workspace) but only "
-            f"{available / _GIB:.1f} GiB of memory is available; restrict it to the most popular "
-            f"items with --set max_items=N (N <= {fits:,} fits now)"
-        )
+        return wanted[0]
+    for choice in wanted:
+        if memory_needed(n_items, nnz, _DTYPES[choice]) <= available:
+            return choice
+    gib = {c: memory_needed(n_items, nnz, _DTYPES[c]) / _GIB for c in ("fp64", "fp32")}
+    most = {c: largest_fitting(available, nnz, _DTYPES[c]) for c in ("fp64", "fp32")}
+    first = wanted[0]
+    other = "fp32" if first == "fp64" else "fp64"
+    name = {"fp64": "float64", "fp32": "float32"}
+    raise ConfigError(
+        f"{model} needs about {gib[first]:.1f} GiB for {n_items:,} items (one dense {n_items:,} x "
+        f"{n_items:,} {name[first]} matrix and workspace; {gib[other]:.1f} GiB in {name[other]}) "
+        f"but only {available / _GIB:.1f} GiB of memory is available, where at most "
+        f"{most['fp64']:,} items fit in float64 and {most['fp32']:,} in float32; use --model sansa "
+        f"or --model elsa (memory linear in the items), or restrict it to the most popular items "
+        f"with --set max_items=N (N <= {most[wanted[-1]]:,} fits now)"
+    )
 
 
 def _allocate(n: int, dtype: Any) -> np.ndarray:
@@ -365,13 +398,32 @@ class EASE(Recommender):
             # Stable sort: among equally popular items the lower index is kept.
             items = np.sort(np.argsort(-counts, kind="stable")[:max_items]).astype(np.int64)
             x = x[:, items]
-        check_memory(x.shape[1], nnz=x.nnz)
+        precision = check_memory(x.shape[1], nnz=x.nnz, precision=self.config.precision,
+                                 model=self.name.upper())
+        if precision != self.config.precision:
+            if precision == "fp32":
+                warnings.warn(f"{self.name}: float64 would not fit in memory at {x.shape[1]:,} "
+                              "items; solving in float32 (precision=auto)", PrecisionNotice,
+                              stacklevel=2)
+        self.precision_ = precision
         self.weights_ = None  # a refit must not hold the old B beside the new buffer
-        gram = gram_matrix(x)
+        gram = gram_matrix(x, dtype=_DTYPES[precision])
         del x
         penalty = self._penalty(np.diagonal(gram).copy())
         self.weights_ = torch.from_numpy(ease_weights(gram, penalty))
         self.items_ = items
+
+    def resolved_for(self, train: Any) -> dict[str, Any]:
+        """The precision ``auto`` takes on this machine for ``train`` (fp64 where it fits)."""
+        if self.config.precision != "auto":
+            return {}
+        x = train.matrix
+        n = x.shape[1] if self.config.max_items is None else min(x.shape[1], self.config.max_items)
+        try:
+            return {"precision": check_memory(n, nnz=x.nnz, precision="auto",
+                                              model=self.name.upper())}
+        except ConfigError:
+            return {}  # the fit says why, in one line
 
     @staticmethod
     def search_space(trial) -> dict:

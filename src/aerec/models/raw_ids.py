@@ -44,6 +44,7 @@ import scipy.sparse as sp
 
 from aerec.errors import ConfigError, DataError, EmptyHistoryError, NotFittedError
 from aerec.histories import check_value, default_value, one_row
+from aerec.models.budget import score_rows
 
 __all__ = ["RawIdMixin", "ItemFilter", "UnknownIdsWarning", "item_filter", "check_n", "shown_ids",
            "FALLBACKS", "check_fallback", "empty_history_error"]
@@ -346,8 +347,9 @@ class RawIdMixin:
             raise DataError(_none_known("user list", unknown, "training user"))
         filt = item_filter(self.item_ids_, exclude, allow, index=self._item_index())
         parts = []
-        for start in range(0, len(known), _USER_BATCH):
-            batch = known[start:start + _USER_BATCH]
+        step = score_rows(self.n_items_, _USER_BATCH)  # bounded at any catalogue size
+        for start in range(0, len(known), step):
+            batch = known[start:start + step]
             ids, scores = self.recommend_filtered(self.user_items_[batch], n, filt)
             parts.append(self._user_frame(self.user_ids_[batch], ids, scores))
         frame = pd.concat(parts, ignore_index=True)

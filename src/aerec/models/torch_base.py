@@ -116,7 +116,7 @@ class TorchRecommender(Recommender):
         On CUDA the rows are sliced from a copy of ``matrix`` on the GPU (no copy per batch).
         """
         order = state.rng.permutation(matrix.shape[0])
-        size = self.config.batch_size
+        size = self._batch_size(matrix.shape[0])
         cuda = state.device.type == "cuda"
         if cuda and (state.device_matrix is None or state.device_matrix.shape != matrix.shape):
             state.device_matrix = TorchCSR.from_scipy(matrix, state.device)
@@ -132,6 +132,11 @@ class TorchRecommender(Recommender):
                 yield state.device_matrix.batch(rows), share
             else:
                 yield SparseBatch.from_csr(matrix[rows], state.device), share
+
+    def _batch_size(self, n_rows: int) -> int:
+        """Rows per training batch for a matrix of ``n_rows`` rows: ``config.batch_size`` (a
+        model whose batch size follows the data, as ELSA's default, overrides this)."""
+        return self.config.batch_size
 
     def _autocast(self, device: torch.device):
         """bf16 autocast when ``config.precision == "bf16"`` and the device has fast bf16 (see
@@ -156,7 +161,7 @@ class TorchRecommender(Recommender):
             fold_in, targets = fold_in[rows], targets[rows]
         metrics = evaluate_ranking(
             self.score_tensor, fold_in, targets,
-            ks=self.validation_ks, batch_size=max(self.config.batch_size, 1000),
+            ks=self.validation_ks, batch_size=max(self._batch_size(fold_in.shape[0]), 1000),
         )
         if world_size > 1:
             metrics = dist.pool_means(metrics, self.device_)
