@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from aerec.models import EASE, EDLAE
-from aerec.models.regularisation_path import RegularisationPath, path_memory
+from aerec.models.regularisation_path import RegularisationPath, path_flops, path_memory
 
 
 def _matrix(n_users: int, n_items: int, seed: int = 0) -> sp.csr_matrix:
@@ -75,9 +75,12 @@ def test_float32_scores_are_the_float64_scores_rounded(side):
                                atol=1e-10)  # binarised h times B
 
 
-def test_side_auto_takes_the_smaller_factorisation():
+def test_side_auto_takes_the_cheaper_factorisation():
     assert RegularisationPath(_matrix(60, 25)).side == "items"
     assert RegularisationPath(_matrix(20, 35)).side == "users"
+    assert RegularisationPath(_matrix(30, 35), dropout=0.5).side == "items"  # per-value solves
+    assert RegularisationPath(_matrix(10, 60), "dropout").side == "users"
+    assert path_flops(100, 1000, 100, 12, "users") < path_flops(100, 1000, 100, 12, "items")
     assert path_memory(1000, 200) == 5 * 200 * 200 * 8
     assert path_memory(200, 1000) == (200 * 200 + 3 * 200 * 1000) * 8
 

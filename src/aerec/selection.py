@@ -243,12 +243,12 @@ def _search_grid(name: str, evaluate: Callable[[float], float], grid: Sequence[f
     return Tried(name, tuple(values), tuple(figures), _best(values, figures))
 
 
-def _use_path(matrix: sp.csr_matrix, validation: Any, context: _Context) -> bool:
+def _use_path(matrix: sp.csr_matrix, validation: Any, context: _Context, woodbury: bool) -> bool:
     m, n = matrix.shape
     available = context.available if context.available is not None else available_memory()
-    if available is not None and path_memory(m, n) > available // 2:
+    if available is not None and path_memory(m, n, "auto", woodbury) > available // 2:
         return False
-    flops = path_flops(m, n, validation.n_users, len(LAM_GRID) + 3)
+    flops = path_flops(m, n, validation.n_users, len(LAM_GRID) + 3, "auto", woodbury)
     return flops <= max(COARSE_FITS * fit_flops(n), SMALL_PATH_FLOPS)
 
 
@@ -262,8 +262,9 @@ def _choose_closed_form(cls, params, matrix, validation, context) -> Choice:
     started = time.perf_counter()
     config = cls(**params).config
     dropout = getattr(config, "dropout", None)
-    if config.max_items is None and _use_path(matrix, validation, context):
+    if config.max_items is None and _use_path(matrix, validation, context, dropout is not None):
         path = RegularisationPath(matrix, "lam", dropout=dropout or 0.0)
+        method = f"path:{path.side}"
         tried = [_search_lam(lambda v: validation_figure(path.scorer(v), validation,
                                                          context.metric), config.lam)]
         if dropout is not None:  # EDLAE: the dropout's path at the chosen lam
@@ -271,7 +272,6 @@ def _choose_closed_form(cls, params, matrix, validation, context) -> Choice:
             tried.append(_search_grid("dropout", lambda v: validation_figure(
                 path.scorer(v), validation, context.metric), (*DROPOUT_GRID, dropout)))
         del path
-        method = f"path:{'users' if matrix.shape[0] < matrix.shape[1] else 'items'}"
     else:  # a coarse search of full fits (max_items: the path knows no item restriction)
         def evaluate(value: float) -> float:
             model = cls(**{**params, "lam": value}).fit(matrix)

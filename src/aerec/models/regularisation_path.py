@@ -10,20 +10,19 @@ so a history ``h`` scores ``h B = h - (h P) / diag(P)``. Choosing ``lam`` (or ED
 validation needs ``h P`` and ``diag(P)`` for many penalties, not ``B`` itself. Two ways give them
 for every value of one hyperparameter at little more than the cost of one factorisation:
 
-* **items side** (``n_items <= n_users``): one eigendecomposition ``A = V diag(s) V^T`` of an
+* **items side**: one eigendecomposition ``A = V diag(s) V^T`` of an
   items x items matrix, after which ``(A + t I)^-1 = V diag(1 / (s + t)) V^T`` for every ``t``.
   Varying ``lam`` at a fixed dropout: ``A = G + q diag(G)`` with ``q = p / (1 - p)`` (``q = 0``:
   EASE) and ``t = lam``. Varying EDLAE's ``p`` at a fixed ``lam``: with ``S = diag(G)^(-1/2)``,
   ``G + lam I + q diag(G) = S^-1 (S (G + lam I) S + q I) S^-1``, so ``A = S (G + lam I) S`` and
   ``t = q``, and ``P = S (A + q I)^-1 S``.
-* **users side** (``n_users < n_items``, a wide catalogue, where the items x items solve is the
-  cost): the push-through identity (Woodbury)
+* **users side** (a wide catalogue, where the items x items solve is the cost): the push-through identity (Woodbury)
   ``(X^T X + E)^-1 = E^-1 - E^-1 X^T (I + X E^-1 X^T)^-1 X E^-1`` with ``E = diag(e)``. For
   EASE's ``lam`` (``E = lam I``) one eigendecomposition ``X X^T = U diag(s) U^T`` serves every
   value: ``P = (I - Y^T diag(1 / (s + lam)) Y) / lam`` with ``Y = U^T X``. For EDLAE's penalty,
   not a multiple of ``I``, it takes one users x users Cholesky factorisation per value.
 
-Items never seen in training (``G_jj = 0``) have zero rows and columns in ``G``; their column and
+:func:`path_flops` estimates both; ``side="auto"`` takes the cheaper. Items never seen in training (``G_jj = 0``) have zero rows and columns in ``G``; their column and
 row of ``B`` are zero whatever their penalty, so the items-side ``p`` path gives them ``G_jj = 1``
 (for the scaling) without changing ``B``.
 
@@ -52,15 +51,17 @@ def dropout_weight(dropout: float) -> float:
     return float(dropout) / (1.0 - float(dropout))
 
 
-def _side(n_users: int, n_items: int, side: Side) -> str:
+def _side(n_users: int, n_items: int, side: Side, woodbury: bool = False) -> str:
+    """``side``, or where ``auto``, the side whose path costs fewer operations."""
     if side == "auto":
-        return "users" if n_users < n_items else "items"
+        users = path_flops(n_users, n_items, n_users, 12, "users", woodbury)
+        return "users" if users < path_flops(n_users, n_items, n_users, 12, "items") else "items"
     if side not in ("items", "users"):
         raise ValueError(f"side must be 'auto', 'items' or 'users', not {side!r}")
     return side
 
 
-def path_memory(n_users: int, n_items: int, side: Side = "auto") -> int:
+def path_memory(n_users: int, n_items: int, side: Side = "auto", woodbury: bool = False) -> int:
     """Bytes a path holds at its peak, besides the sparse data.
 
     Items side: the matrix, its eigenvectors, LAPACK's workspace (about two more such matrices)
@@ -69,7 +70,7 @@ def path_memory(n_users: int, n_items: int, side: Side = "auto") -> int:
     solve and the solve in the products' dtype).
     """
     m, n = int(n_users), int(n_items)
-    if _side(m, n, side) == "items":
+    if _side(m, n, side, woodbury) == "items":
         return 5 * n * n * 8
     return (m * m + 3 * m * n) * 8
 
@@ -80,19 +81,24 @@ def fit_flops(n_items: int) -> float:
 
 
 def path_flops(n_users: int, n_items: int, n_scored: int, n_values: int,
-               side: Side = "auto") -> float:
+               side: Side = "auto", woodbury: bool = False) -> float:
     """Floating-point operations of a path of ``n_values`` values scoring ``n_scored`` users.
 
     Items side: the eigendecomposition (about ``4 n^3``, measured against one fit on ML-100K)
-    and, per value, the product ``(h V) diag V^T`` (``2 u n^2``). Users side, per value: the
-    Cholesky factor (``m^3 / 3``), the solve for ``n`` right-hand sides (``2 m^2 n``) and the
-    product with the histories (``2 u m n``): an upper bound, as EASE's users-side path
-    solves once.
+    and, per value, the product ``(h V) diag V^T`` (``2 u n^2``). Users side: for EASE's ``lam``,
+    the eigendecomposition of ``X X^T`` (``4 m^3``), ``Y = U^T X`` (``2 m^2 n``) and per value
+    the product with the histories (``2 u m n``); with ``woodbury`` (EDLAE's penalty), per value
+    the Cholesky factor (``m^3 / 3``), the solve for ``n`` right-hand sides (``2 m^2 n``) and the
+    product.
     """
     m, n, u, k = float(n_users), float(n_items), float(n_scored), int(n_values)
-    if _side(int(m), int(n), side) == "items":
+    if side == "auto":
+        side = _side(int(m), int(n), "auto", woodbury)
+    if side == "items":
         return 4 * n ** 3 + k * 2 * u * n * n
-    return k * (m ** 3 / 3 + 2 * m * m * n + 2 * u * m * n)
+    if woodbury:
+        return k * (m ** 3 / 3 + 2 * m * m * n + 2 * u * m * n)
+    return 4 * m ** 3 + 2 * m * m * n + k * 2 * u * m * n
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,8 @@ class RegularisationPath:
     dropout : float
         The fixed EDLAE dropout ``p`` when ``vary="lam"`` (0: EASE).
     side : {"auto", "items", "users"}
-        Which factorisation (module docstring); ``auto`` takes the users side where there are
-        fewer users than items.
+        Which factorisation (module docstring); ``auto`` takes the one of fewer operations
+        (:func:`path_flops`): the users side where the users are much fewer than the items.
     dtype : numpy dtype
         Of the products that score histories (float32 by default; float64 for exact checks).
     """
@@ -136,7 +142,8 @@ class RegularisationPath:
         x.eliminate_zeros()
         self.vary, self.lam, self.dropout = vary, float(lam), float(dropout)
         self.dtype = np.dtype(dtype)
-        self.side = _side(*x.shape, side)
+        woodbury = vary == "dropout" or dropout > 0  # a penalty that is not a multiple of I
+        self.side = _side(*x.shape, side, woodbury)
         self.n_items = x.shape[1]
         self.gram_diagonal_ = np.asarray(x.multiply(x).sum(axis=0)).ravel()
         self._x = x
