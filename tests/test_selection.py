@@ -10,8 +10,8 @@ from aerec.data.splits import given_split
 from aerec.errors import ConfigError
 from aerec.models import EASE
 from aerec.runs import evaluate_model
-from aerec.selection import (LAM_GRID, choose_hyperparameters, choose_on_split, has_choice,
-                             validation_figure)
+from aerec.selection import (LAM_GRID, choose_hyperparameters, choose_on_split, chosen_names,
+                             has_choice, validation_figure)
 from tiny_runs import tiny_interactions
 
 
@@ -47,6 +47,7 @@ def test_the_choice_never_reads_the_test_rows(model):
     a = choose_on_split(model, SMALL[model], real)
     b = choose_on_split(model, SMALL[model], noise)
     assert a.chosen == b.chosen
+    assert tuple(a.chosen) == chosen_names(model)
     assert a.to_json()["params"] == b.to_json()["params"]  # every value tried, every figure
     assert len(next(iter(a.to_json()["params"].values()))["tried"]) >= 3
 
@@ -112,7 +113,7 @@ def test_recvae_chooses_gamma_on_a_grid_around_the_default():
 
 def test_bad_calls_name_what_is_wrong():
     split, _ = _splits(60)
-    assert has_choice("ease") and not has_choice("mult-dae")
+    assert has_choice("ease") and not has_choice("mult-dae") and chosen_names("mult-dae") == ()
     with pytest.raises(ConfigError, match="nothing to choose for 'mult-dae'"):
         choose_on_split("mult-dae", {}, split)
     with pytest.raises(ConfigError, match="validation"):

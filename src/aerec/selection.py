@@ -20,8 +20,8 @@ What is chosen, and how (``docs/choice.md``):
 * **RecVAE**'s ``gamma``: a grid of three (half, default, double), each trained with early
   stopping on validation.
 
-:data:`CHOOSERS` is the registry (model name -> chooser); a model not in it has nothing to
-choose. A chooser takes ``(cls, params, matrix, validation, context)`` and returns a
+:data:`CHOOSERS` is the registry (model name -> chooser) and :data:`CHOSEN` the names each
+sets; a model not in them has nothing to choose. A chooser takes ``(cls, params, matrix, validation, context)`` and returns a
 :class:`Choice`; new models (the sparse model's density, ELSA's rank) add an entry.
 """
 
@@ -43,8 +43,8 @@ from aerec.models.base import Recommender
 from aerec.models.regularisation_path import (RegularisationPath, fit_flops, path_flops,
                                               path_memory)
 
-__all__ = ["Choice", "Tried", "CHOOSERS", "choose_hyperparameters", "choose_on_split", "has_choice",
-           "validation_figure"]
+__all__ = ["Choice", "Tried", "CHOOSERS", "CHOSEN", "choose_hyperparameters", "choose_on_split",
+           "chosen_names", "has_choice", "validation_figure"]
 
 #: EASE / EDLAE ``lam`` values of the path: half decades from 1 to 10,000 (plus the default).
 LAM_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
@@ -143,6 +143,12 @@ def validation_figure(score_fn: Callable, validation: Any, metric: str = "ndcg@1
 def has_choice(model_name: str) -> bool:
     """Whether :func:`choose_hyperparameters` chooses anything for ``model_name``."""
     return model_name in CHOOSERS
+
+
+def chosen_names(model_name: str) -> tuple[str, ...]:
+    """The hyperparameters the choice sets for ``model_name`` (empty when it has none), so that a
+    run can leave the choice out where the user set them."""
+    return CHOSEN.get(model_name, ())
 
 
 def choose_hyperparameters(
@@ -321,6 +327,13 @@ def _choose_gamma(cls, params, matrix, validation, context) -> Choice:
                   time.perf_counter() - started, float(np.mean(seconds)), models[tried.chosen])
 
 
+#: Model name -> the hyperparameters its chooser sets (``Choice.chosen``'s keys).
+CHOSEN: dict[str, tuple[str, ...]] = {
+    "ease": ("lam",),
+    "edlae": ("lam", "dropout"),
+    "mult-vae": ("anneal_cap", "anneal_epochs"),
+    "recvae": ("gamma",),
+}
 #: Model name -> chooser ``(cls, params, matrix, validation, context) -> Choice``. The sparse
 #: model's density and ELSA's rank will be added here by their models' authors.
 CHOOSERS: dict[str, Callable[..., Choice]] = {
