@@ -194,7 +194,8 @@ def choice_table(results: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("part", choices=("study", "table"))
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=5, help="the first N of the benchmark's seeds")
+    p.add_argument("--only-seeds", default=None, help="these of the benchmark's seeds (e.g. 3,4)")
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--variants", default=",".join(VARIANTS), help="study: the variants to run")
     p.add_argument("--models", default=",".join(TABLE_MODELS), help="table: the models to run")
@@ -209,7 +210,9 @@ def main() -> int:
         names = args.variants.split(",") if args.part == "study" else args.models.split(",")
         for dataset in args.datasets.split(","):
             for name in names:
-                for seed in SEEDS[:args.seeds]:
+                seeds = ([int(s) for s in args.only_seeds.split(",")] if args.only_seeds
+                         else SEEDS[:args.seeds])
+                for seed in seeds:
                     key = f"{args.part}/{dataset}/{name}/{seed}"
                     if key in results:
                         continue
