@@ -47,10 +47,15 @@ class TrainingOptions:
     refit : bool
         Given splits: after the epoch is chosen on the validation carve, train again on the whole
         training rows with the same schedule and seed, stopping at that epoch.
+    choose : bool
+        Choose the hyperparameters that the papers tuned per data set (EASE / EDLAE ``lam`` and
+        ``dropout``, Mult-VAE's beta cap, RecVAE's ``gamma``) on the validation users before
+        training (:mod:`aerec.selection`); recorded in ``run.json``'s ``choice``.
     """
 
     patience: int | None = None
     refit: bool = False
+    choose: bool = False
 
     def __post_init__(self) -> None:
         p = self.patience
@@ -61,6 +66,8 @@ class TrainingOptions:
             object.__setattr__(self, "patience", int(p))
         if not isinstance(self.refit, bool):
             raise ConfigError(f"refit must be true or false, got {self.refit!r}")
+        if not isinstance(self.choose, bool):
+            raise ConfigError(f"choose must be true or false, got {self.choose!r}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class RunSpec:
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)
     #: Mult-VAE's beta search, when the run had one (its choice; see aerec.beta_search).
     beta_search: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: The hyperparameters chosen on validation (``training.choose``): every value tried and its
+    #: figure. Once recorded, ``params`` hold the chosen values and a re-run does not choose again.
+    choice: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         from aerec.config import config_to_dict, make_config
@@ -108,6 +118,8 @@ class RunSpec:
                               "their model on other users or keep the paper's protocol")
         if self.training.refit and not model_cls.refittable:
             raise ConfigError(f"refit is not available for {self.model}: use refit=false")
+        if self.training.choose and not _has_choice(self.model):
+            raise ConfigError(f"choose: nothing is chosen on validation for {self.model}")
         if self.split.kind not in _split_kinds():
             raise ConfigError(f"unknown split {self.split.kind!r}; valid: "
                               f"{', '.join(_split_kinds())}")
@@ -139,6 +151,7 @@ class RunSpec:
         min_item: int | None = None,
         patience: int | None = None,
         refit: bool | None = None,
+        choose: bool | None = None,
     ) -> RunSpec:
         """A run with the defaults filled in.
 
@@ -178,6 +191,11 @@ class RunSpec:
             Early stopping (20 on given splits, else none).
         refit : bool, optional
             Refit on the whole training rows (the default on given splits).
+        choose : bool, optional
+            Choose the per-data-set hyperparameters on validation (:mod:`aerec.selection`): by
+            default on your own data and on given splits, for the models that have a choice,
+            unless ``params`` sets one of them; never by default for the papers' data sets,
+            which keep the papers' values.
 
         Returns
         -------
@@ -233,9 +251,15 @@ class RunSpec:
             cutoff=cutoff, unseen_test_items=unseen_test_items)
         if kind in _canonical_folds() and src.dataset != "ml-100k":
             raise ConfigError(f"split {kind} is a fold of MovieLens 100K: use --data ml-100k")
+        if choose is None:
+            from aerec.selection import chosen_names
+
+            choose = ((given or own_file) and _has_choice(model)
+                      and not set(chosen_names(model)) & set(params))
         training = TrainingOptions(
             patience=GIVEN_PATIENCE if patience is None and given else patience,
-            refit=(given and model_cls.refittable) if refit is None else bool(refit))
+            refit=(given and model_cls.refittable) if refit is None else bool(refit),
+            choose=bool(choose))
         return cls(model=model, data=src, params=params, preprocess=preprocess,
                    split=split_options, training=training)
 
@@ -254,6 +278,8 @@ class RunSpec:
             out["resolved"] = dict(self.resolved)
         if self.beta_search is not None:
             out["beta_search"] = dict(self.beta_search)
+        if self.choice is not None:
+            out["choice"] = dict(self.choice)
         return out
 
     @classmethod
@@ -262,7 +288,7 @@ class RunSpec:
         if not isinstance(values, Mapping):
             raise ConfigError(f"{where}: expected an object")
         known = {"model", "params", "data", "preprocess", "split", "training", "resolved",
-                 "beta_search", "format", "versions"}
+                 "beta_search", "choice", "format", "versions"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -282,7 +308,7 @@ class RunSpec:
                 training=from_dict(TrainingOptions, values.get("training", {}),
                                    f"{where}: training"),
                 resolved=dict(values.get("resolved", {})),
-                beta_search=values.get("beta_search"))
+                beta_search=values.get("beta_search"), choice=values.get("choice"))
         except ConfigError as exc:
             message = str(exc)
             raise ConfigError(message if message.startswith(where) else f"{where}: {message}") \
@@ -310,6 +336,12 @@ class RunSpec:
         from aerec.models import get_model_class
 
         return get_model_class(self.model).implicit
+
+
+def _has_choice(model: str) -> bool:
+    from aerec.selection import has_choice
+
+    return has_choice(model)
 
 
 def _split_kinds() -> tuple[str, ...]:

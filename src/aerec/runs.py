@@ -152,6 +152,18 @@ def resolve(spec: RunSpec, split: Split) -> dict[str, Any]:
     return resolved
 
 
+def choose(spec: RunSpec, split: Split) -> RunSpec:
+    """``spec`` with the hyperparameters its ``training.choose`` asks for chosen on the split's
+    validation users (never its test rows) and recorded in ``choice``; unchanged when it does
+    not ask, or already holds its choice (a re-run of a recorded run)."""
+    if not spec.training.choose or spec.choice is not None:
+        return spec
+    from aerec.selection import choose_on_split
+
+    made = choose_on_split(spec.model, dict(spec.params), split)
+    return replace(spec, params={**spec.params, **made.chosen}, choice=made.to_json())
+
+
 def new_run(run_dir: str | Path, spec: RunSpec | dict[str, Any], *,
             overwrite: bool = False) -> Path:
     """Create a run directory for ``spec``: split the data, write ``split/`` and ``run.json`` with
@@ -161,6 +173,7 @@ def new_run(run_dir: str | Path, spec: RunSpec | dict[str, Any], *,
     layout.check_new(overwrite=overwrite)  # refuses before the (slow) split
     spec = as_spec(spec)
     split = make_split(spec)
+    spec = choose(spec, split)
     resolved = resolve(spec, split)
     layout.check_new(overwrite=overwrite)
     layout.clear()  # a run to overwrite goes only now, once everything else is known to work

@@ -103,6 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="given splits: after choosing the epoch on the validation carve, train "
                      "again on the whole training rows for that many epochs (default true on "
                      "given splits)")
+    run.add_argument("--choose", choices=("true", "false"), default=None,
+                     help="choose the hyperparameters the papers tuned per data set (EASE/EDLAE "
+                     "lam and dropout, Mult-VAE's beta cap, RecVAE's gamma) on the validation "
+                     "users first (default true on your own data and given splits, unless --set "
+                     "gives them; false for the papers' data sets); see docs/choice.md")
     run.add_argument("--log", choices=("tensorboard",), action="append", default=[],
                      help="also log every epoch's figures: tensorboard (RUN_DIR/tensorboard; "
                      "needs pip install 'aerec[tensorboard]')")
@@ -121,7 +126,7 @@ _RUN_OPTIONS = {
     "--validation-fraction": "validation_fraction", "--test-fraction": "test_fraction",
     "--cutoff": "cutoff", "--unseen-test-items": "unseen_test_items", "--seed": "seed", "--model": "model", "--set": "set",
     "--beta-search": "beta_search", "--out": "out", "--patience": "patience", "--refit": "refit",
-    "--overwrite": "overwrite", "--duplicates": "duplicates", "--item-table": "item_table",
+    "--overwrite": "overwrite", "--choose": "choose", "--duplicates": "duplicates", "--item-table": "item_table",
 }
 #: Training options that are not hyperparameters: refused in --set, with the flag to use.
 _TRAINING_FLAGS = {"patience": "--patience N", "refit": "--refit true|false"}
@@ -147,6 +152,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     columns = {k: v for k, v in (("user_col", args.user_col), ("item_col", args.item_col),
                ("rating_col", args.rating_col), ("timestamp_col", args.timestamp_col)) if v}
     refit = None if args.refit is None else args.refit == "true"
+    choose = None if args.choose is None else args.choose == "true"
+    if args.beta_search:  # the paper's own search of the beta cap, instead of the choice
+        choose = False
     return RunSpec.create(
         args.model, args.data, train=args.train, test=args.test, format=args.format,
         columns=columns, duplicates=args.duplicates, item_table=args.item_table,
@@ -154,7 +162,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed, heldout=args.heldout, validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction, cutoff=args.cutoff,
         unseen_test_items=args.unseen_test_items, min_rating=args.min_rating,
-        min_user=args.min_user, min_item=args.min_item, patience=args.patience, refit=refit)
+        min_user=args.min_user, min_item=args.min_item, patience=args.patience, refit=refit,
+        choose=choose)
 
 
 def check_resume_options(args: argparse.Namespace, spec: Any, run_dir: Path) -> None:
@@ -247,9 +256,26 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
         check_beta_search(spec.model)
     run_dir = new_run(args.out, spec, overwrite=args.overwrite)
     _print_data_counts(run_dir)
+    _print_choice(run_dir)
     if args.beta_search:
         _beta_search(run_dir, quiet=args.quiet)
     return run_dir, False
+
+
+def _print_choice(run_dir: Path) -> None:
+    """One line on stderr: what was chosen on validation, over how many values, in how long."""
+    import sys
+
+    from aerec.run_spec import RunSpec
+
+    choice = RunSpec.load(run_dir).choice
+    if not choice:
+        return
+    parts = [f"{name}={entry['chosen']:.4g} of {len(entry['tried'])} values"
+             for name, entry in choice["params"].items()]
+    print(f"choice on validation {choice['metric']} ({choice['method']}, "
+          f"{choice['seconds']:.1f} s): {', '.join(parts)}; --choose false keeps the defaults",
+          file=sys.stderr)
 
 
 def _print_data_counts(run_dir: Path) -> None:
