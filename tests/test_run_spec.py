@@ -134,7 +134,7 @@ def test_run_json_records_what_resolved(tmp_path, fake_data):
 def test_the_refit_repeats_the_selection_run_and_keeps_its_epochs(tmp_path, given_files):
     out = tmp_path / "refit"
     assert main(["train", "--train", str(given_files[0]), "--test", str(given_files[1]),
-                 "--model", "mult-vae", *_settings(VAE), "--quiet", "--out", str(out)]) == 0
+                 "--model", "mult-vae", *_settings(VAE), "--choose", "false", "--quiet", "--out", str(out)]) == 0
     history = json.loads((out / "history.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     selection = {h["epoch"]: h for h in history if "phase" not in h}
@@ -315,3 +315,35 @@ def test_a_checkpoint_whose_epoch_disagrees_with_its_history_is_refused(tmp_path
         with pytest.raises(DataError, match="does not match its history"):
             train_run(out, resume=True)
     assert not (out / "metrics.json").exists()
+
+
+# -- hyperparameters chosen on validation ---------------------------------------------------------
+def test_the_choice_is_on_for_own_data_and_given_splits_only(given_files, own_file):
+    assert RunSpec.create("ease", train=given_files[0], test=given_files[1]).training.choose
+    assert RunSpec.create("ease", own_file).training.choose
+    assert not RunSpec.create("ease", "ml-20m").training.choose  # the paper's values
+    assert not RunSpec.create("ease", own_file, params={"lam": 50}).training.choose
+    assert not RunSpec.create("mult-dae", own_file).training.choose  # nothing to choose
+    with pytest.raises(ConfigError, match="nothing is chosen"):
+        RunSpec.create("mult-dae", own_file, choose=True)
+
+
+def test_a_given_split_run_records_the_lam_it_chose(tmp_path, given_files, capsys):
+    out = tmp_path / "chosen"
+    assert main(["train", "--train", str(given_files[0]), "--test", str(given_files[1]),
+                 "--model", "ease", "--quiet", "--out", str(out)]) == 0
+    assert "choice on validation" in capsys.readouterr().err
+    saved = json.loads((out / "run.json").read_text())
+    lam = saved["choice"]["params"]["lam"]
+    assert len(lam["tried"]) == len(lam["validation"]) >= 5
+    assert lam["chosen"] in lam["tried"] and saved["params"]["lam"] == lam["chosen"]
+    assert lam["validation"][lam["tried"].index(lam["chosen"])] == max(lam["validation"])
+    # a re-run of the recorded run does not choose again, and gives the same numbers
+    spec = RunSpec.load(out)
+    again = aerec.run(spec, tmp_path / "again", progress=False)
+    assert again["ndcg@100"] == json.loads((out / "metrics.json").read_text())["ndcg@100"]
+    assert json.loads((tmp_path / "again" / "run.json").read_text())["choice"] == saved["choice"]
+    off = tmp_path / "off"
+    assert main(["train", "--train", str(given_files[0]), "--test", str(given_files[1]),
+                 "--model", "ease", "--choose", "false", "--quiet", "--out", str(off)]) == 0
+    assert "choice" not in json.loads((off / "run.json").read_text())

@@ -7,7 +7,7 @@ epoch, and trains again with the same annealing schedule but beta stopped at tha
 Here: one Mult-VAE training with ``anneal_cap = 1`` and an anneal length of ``anneal_epochs``
 (by default the number of epochs, so beta reaches 1 at the end), one record per epoch of the
 epoch's beta (the mean of the values its updates used) and validation NDCG@100; the chosen beta is
-the one of the first epoch with the highest NDCG. :func:`beta_search_run` does this for a prepared
+the one of the first epoch with the highest NDCG. :func:`aerec.runs.beta_search_run` does this for a prepared
 run directory, writes ``beta_search.json`` and ``beta_search.png`` there, and puts the chosen beta
 (``anneal_cap``) and the anneal length (``anneal_epochs``) into the run's ``run.json`` params, so
 that the training that follows is the paper's second training.
@@ -23,7 +23,7 @@ from aerec.errors import ConfigError
 from aerec.models.vae import MultVAE
 from aerec.training import Trainer
 
-__all__ = ["BetaSearch", "search_beta", "plot_beta_search", "beta_search_run", "check_beta_search"]
+__all__ = ["BetaSearch", "search_beta", "plot_beta_search", "check_beta_search"]
 
 #: The figure recorded per epoch, and its name in the training history.
 METRIC = "ndcg@100"
@@ -146,31 +146,3 @@ def check_beta_search(model_name: str) -> None:
     _pyplot()
 
 
-def beta_search_run(
-    run_dir: str | Path,
-    *,
-    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
-    progress: bool = False,
-) -> BetaSearch:
-    """Search beta on a prepared run's split; record it and set the run's ``anneal_cap``.
-
-    Writes ``beta_search.json`` (the per-epoch records and the choice) and ``beta_search.png`` into
-    ``run_dir`` and rewrites ``run.json`` with ``anneal_cap`` (the chosen beta) and
-    ``anneal_epochs`` in its params plus a ``beta_search`` summary.
-    """
-    from aerec.persistence import write_json
-    from aerec.run_dir import RunDir
-    from aerec.runs import load_split
-
-    layout = RunDir(run_dir)
-    spec = layout.read_spec()
-    check_beta_search(spec["model"])
-    split = load_split(layout.split)
-    search = search_beta(split.train, split.validation, spec.get("params", {}),
-                         callbacks=callbacks, progress=progress)
-    write_json(layout.beta_search, search.to_json())
-    plot_beta_search(search, layout.beta_search_plot)
-    spec["params"] = {**spec.get("params", {}), **search.retraining_params()}
-    spec["beta_search"] = {k: v for k, v in search.to_json().items() if k != "records"}
-    layout.write_spec(spec)
-    return search

@@ -164,6 +164,32 @@ def choose(spec: RunSpec, split: Split) -> RunSpec:
     return replace(spec, params={**spec.params, **made.chosen}, choice=made.to_json())
 
 
+def beta_search_run(run_dir: str | Path, *, callbacks: Sequence[Callback] = (),
+                    progress: bool = False) -> Any:
+    """Mult-VAE's beta search (:func:`aerec.beta_search.search_beta`) on a prepared run's split;
+    record it and set the run's beta cap.
+
+    Writes ``beta_search.json`` (the per-epoch records and the choice) and ``beta_search.png``,
+    and rewrites ``run.json`` with the chosen ``anneal_cap`` (and the search's anneal length) in
+    its params, a ``beta_search`` summary, and what resolves for the new settings.
+    """
+    from aerec.beta_search import check_beta_search, plot_beta_search, search_beta
+
+    layout = RunDir(run_dir)
+    spec = RunSpec.load(layout.path)
+    check_beta_search(spec.model)
+    split = load_split(layout.split)
+    search = search_beta(split.train, split.validation, dict(spec.params),
+                         callbacks=callbacks, progress=progress)
+    write_json(layout.beta_search, search.to_json())
+    plot_beta_search(search, layout.beta_search_plot)
+    summary = {k: v for k, v in search.to_json().items() if k != "records"}
+    spec = replace(spec.with_params(**search.retraining_params()), beta_search=summary)
+    spec = replace(spec, resolved=resolve(spec, split))
+    layout.write_spec({**spec.to_json(), "versions": {"aerec": aerec.__version__}})
+    return search
+
+
 def new_run(run_dir: str | Path, spec: RunSpec | dict[str, Any], *,
             overwrite: bool = False) -> Path:
     """Create a run directory for ``spec``: split the data, write ``split/`` and ``run.json`` with

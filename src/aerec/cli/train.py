@@ -325,7 +325,7 @@ def _train_and_report(args: argparse.Namespace, run_dir: Path, resume: bool,
 
 def _beta_search(run_dir: Path, *, quiet: bool) -> None:
     """``--beta-search``: the search with a progress bar, before the training it configures."""
-    from aerec.beta_search import beta_search_run
+    from aerec.runs import beta_search_run
     from aerec.run_dir import RunDir
 
     search = beta_search_run(run_dir, progress=not quiet)
