@@ -124,7 +124,8 @@ def test_members_keep_their_hyperparameters_through_save_and_load(members, tmp_p
     blend = Blend.of([ease, pop], weights=(0.6, 0.4))
     blend.save(tmp_path / "b")
     loaded = Blend.load(tmp_path / "b")
-    assert loaded.members_[0].get_params() == {"lam": 5.0, "max_items": None}
+    assert loaded.members_[0].get_params() == {"lam": 5.0, "max_items": None,
+                                                  "precision": "auto"}
     assert loaded.weights_.tolist() == [0.6, 0.4]
     users = _users(9, 8)
     assert np.array_equal(loaded.score(users), blend.score(users))

@@ -47,7 +47,8 @@ def test_train_writes_metrics_with_every_key(ml100k_run):
     spec = json.loads((ml100k_run / "run.json").read_text())
     # every hyperparameter stored typed, the defaults too
     assert spec["model"] == "mult-dae" and spec["params"] == config_to_dict(MultDAE(epochs=5).config)
-    assert spec["params"]["epochs"] == 5 and spec["training"] == {"patience": None, "refit": False}
+    assert spec["params"]["epochs"] == 5 and spec["training"] == {"patience": None, "refit": False,
+                                                                       "choose": False}
     assert spec["split"] == {"kind": "strong", "seed": 98765, "n_heldout": 0.1, "test_prop": 0.2}
     assert len(json.loads((ml100k_run / "history.json").read_text())) == 5
 

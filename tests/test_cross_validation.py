@@ -101,7 +101,8 @@ def test_fixed_parameters_reach_every_fit_and_refit_uses_all_rows():
     results = cross_validate(EASE, m, [{"lam": 1.0}, {"lam": 50.0}], fixed={"max_items": 30},
                              folds=3, seed=0)
     model = refit_best(EASE, m, results, fixed={"max_items": 30})
-    assert model.get_params() == {"lam": best(results).params["lam"], "max_items": 30}
+    assert model.get_params() == {"lam": best(results).params["lam"], "max_items": 30,
+                                  "precision": "auto"}
     direct = EASE(lam=best(results).params["lam"], max_items=30).fit(m)
     assert torch.equal(model.weights_, direct.weights_)
 

@@ -263,7 +263,8 @@ def _lightgcn_pair(folder: Path) -> tuple[Path, Path]:
 def test_class2_a_lightgcn_split_with_unseen_test_items_trains_and_counts_them(tmp_path, capsys):
     train, test = _lightgcn_pair(tmp_path)
     code, out, err = cli(capsys, "train", "--train", train, "--test", test, "--format",
-                         "lightgcn", "--model", "ease", "--out", tmp_path / "run", "--quiet")
+                         "lightgcn", "--model", "ease", "--choose", "false", "--out",
+                         tmp_path / "run", "--quiet")
     assert code == 0 and "recall@20" in out
     assert "15 test interactions are on 3 items without training interactions" in err
     assert err.startswith("aerec train: warning:") and len(err.strip().splitlines()) == 1

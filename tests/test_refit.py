@@ -63,7 +63,7 @@ def refit_run(tmp_path_factory, given_files) -> Path:
 def test_given_splits_refit_and_stop_early_by_default(refit_run):
     spec = json.loads((refit_run / "run.json").read_text())
     metrics = json.loads((refit_run / "metrics.json").read_text())
-    assert spec["training"] == {"patience": 20, "refit": True}
+    assert spec["training"] == {"patience": 20, "refit": True, "choose": False}
     assert metrics["refit_epochs"] == metrics["best_epoch"]
     assert (refit_run / "selection.json").exists()
 
@@ -119,7 +119,7 @@ def test_strong_generalization_runs_neither_refit_nor_stop_early(tmp_path):
     assert main(["train", "--data", "ml-100k", "--data-dir", str(tmp_path / "data"), "--model",
                  "mult-dae", "--set", "epochs=2", "--quiet", "--out", str(out)]) == 0
     spec = json.loads((out / "run.json").read_text())
-    assert spec["training"] == {"patience": None, "refit": False}
+    assert spec["training"] == {"patience": None, "refit": False, "choose": False}
     assert not (out / "selection.json").exists()
     assert main(["train", "--data", "ml-100k", "--data-dir", str(tmp_path / "data"), "--model",
                  "mult-dae", "--refit", "true", "--quiet", "--out", str(tmp_path / "x")]) == 2

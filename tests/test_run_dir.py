@@ -201,7 +201,7 @@ def test_patience_from_the_command_line_is_recorded(tmp_path, fake_data):
                   "--set", "latent=8", "--patience", "2", "--quiet", "--out", str(out)) == 0
     spec = json.loads((out / "run.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert spec["training"] == {"patience": 2, "refit": False}
+    assert spec["training"] == {"patience": 2, "refit": False, "choose": False}
     assert metrics["stopped_early"] is (metrics["epochs"] < 40)
     if metrics["stopped_early"]:
         assert metrics["epochs"] == metrics["best_epoch"] + 2

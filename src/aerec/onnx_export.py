@@ -71,7 +71,9 @@ class DenseBatch:
     def row_l2_norms(self) -> torch.Tensor:
         return torch.linalg.vector_norm(self.values, dim=1)
 
-    def matmul(self, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def matmul(self, values: torch.Tensor, weight: torch.Tensor, *,
+               row_sparse_grad: bool = False) -> torch.Tensor:
+        # row_sparse_grad is the training input's gradient layout: no gradient flows here.
         return values @ weight
 
 

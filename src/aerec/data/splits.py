@@ -351,7 +351,7 @@ def _on_untrained_items(targets: Interactions, train: Interactions) -> int:
         warnings.warn(
             f"{count} test interactions are on {int(untrained.sum())} items without training "
             "interactions: they count in Recall's denominator (LightGCN's protocol) though no "
-            "model learned anything about them (unseen_test_items='drop' drops them)", UntrainedTargetsWarning, stacklevel=3)
+            "model learned anything about them (--unseen-test-items drop drops them)", UntrainedTargetsWarning, stacklevel=3)
     return count
 
 
