@@ -71,6 +71,7 @@ def search_beta(
     *,
     callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
     progress: bool = False,
+    distributed: bool | None = None,
 ) -> BetaSearch:
     """Train Mult-VAE once with beta annealed to 1; return the per-epoch curve and the best beta.
 
@@ -84,6 +85,9 @@ def search_beta(
         Mult-VAE hyperparameters; ``anneal_cap`` is replaced by 1. The anneal length is the
         parameters' own when they give one (``anneal_epochs``, or an explicit
         ``total_anneal_steps``), else ``epochs`` (beta reaches 1 at the end).
+    distributed : bool, optional
+        As :class:`~aerec.training.Trainer`'s: False trains in this process alone even where a
+        process group is initialised (a run's preparation, on rank 0 only).
     """
     if validation is None:
         raise ConfigError("the beta search needs validation users")
@@ -97,7 +101,8 @@ def search_beta(
         anneal_epochs = float(config.anneal_epochs if config.anneal_epochs is not None
                               else config.epochs)
         model = MultVAE(**{**params, "anneal_cap": 1.0, "anneal_epochs": anneal_epochs})
-    Trainer(callbacks=tuple(callbacks), progress=progress).fit(model, train, validation)
+    Trainer(callbacks=tuple(callbacks), progress=progress, distributed=distributed).fit(
+        model, train, validation)
     records = [{"epoch": int(h["epoch"]), "beta": float(h["beta"]), METRIC: float(h[_HISTORY_KEY])}
                for h in model.history_]
     if not records:

@@ -158,9 +158,11 @@ def choose(spec: RunSpec, split: Split) -> RunSpec:
     not ask, or already holds its choice (a re-run of a recorded run)."""
     if not spec.training.choose or spec.choice is not None:
         return spec
-    from aerec.selection import choose_on_split
+    from aerec.selection import PATIENCE, choose_on_split
 
-    made = choose_on_split(spec.model, dict(spec.params), split)
+    # In one process even under torchrun: rank 0 prepares the run while the others wait for it.
+    made = choose_on_split(spec.model, dict(spec.params), split,
+                           trainer=Trainer(patience=PATIENCE, distributed=False))
     return replace(spec, params={**spec.params, **made.chosen}, choice=made.to_json())
 
 

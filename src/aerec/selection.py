@@ -300,7 +300,8 @@ def _choose_beta(cls, params, matrix, validation, context) -> Choice:
         raise ConfigError(f"Mult-VAE's beta search selects on {METRIC}, not {context.metric}")
     callbacks = getattr(context.trainer, "callbacks", ())
     progress = getattr(context.trainer, "progress", False)
-    search = search_beta(matrix, validation, params, callbacks=callbacks, progress=progress)
+    search = search_beta(matrix, validation, params, callbacks=callbacks, progress=progress,
+                         distributed=getattr(context.trainer, "distributed", None))
     tried = Tried("anneal_cap", tuple(r["beta"] for r in search.records),
                   tuple(r[METRIC] for r in search.records), search.best_beta)
     chosen = {"anneal_cap": search.best_beta, "anneal_epochs": search.anneal_epochs}
