@@ -26,7 +26,7 @@ from aerec.config import config_to_dict
 from aerec.data.interactions import Interactions
 from aerec.data.readers import read_table
 from aerec.errors import ConfigError, DataError, EmptyHistoryError, ParseError
-from aerec.models import EASE, REGISTRY, MultDAE, Recommender
+from aerec.models import REGISTRY, MultDAE, Recommender
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 

@@ -22,7 +22,7 @@ from aerec.data.interactions import Interactions
 from aerec.data.options import DataSource
 from aerec.data.splits import HeldOut, Split
 from aerec.errors import ConfigError, TrainingDivergedError
-from aerec.models import Recommender, get_model_class
+from aerec.models import Recommender
 from aerec.persistence import check_fields, load_csr, read_json, save_csr, write_json
 from aerec.run_dir import RUN_FORMAT, RunDir  # noqa: F401  (RUN_FORMAT: re-exported for readers of runs)
 from aerec.run_spec import RunSpec, TrainingOptions
@@ -321,7 +321,7 @@ def _train_locked(layout: RunDir, *, resume: bool, callbacks: Sequence[Callback]
     metrics = evaluate_model(model, split.test)
     train_secs = [h.get("train_seconds", h.get("seconds", 0.0)) for h in selection["history"]]
     # A closed-form model (EASE, popularity) counts as one epoch that took the whole fit.
-    closed_form = not selection["history"] and not _is_torch(model)
+    closed_form = not selection["history"] and not model.trains_by_epochs
     metrics.update({
         "epochs": 1 if closed_form else len(selection["history"]),
         "best_epoch": selection["best_epoch"],
@@ -348,8 +348,9 @@ def _refit(spec: RunSpec, split: Split, layout: RunDir, selection: dict[str, Any
            resume: bool, progress: bool) -> Recommender:
     """The selection run repeated on the whole training rows (``split.test.fold_in``), with the
     schedule recorded in ``run.json``; resumable from its own checkpoint."""
-    schedule = _schedule(model_of(spec), split.train)
-    return refit(model_of(spec), split.test.fold_in, selection["best_epoch"] or
+    model = model_of(spec)
+    schedule = _schedule(model, split.train)
+    return refit(model, split.test.fold_in, selection["best_epoch"] or
                  selection["epochs_trained"],
                  schedule={name: spec.resolved.get(name, value) for name, value in schedule.items()},
                  checkpoint=layout.refit_checkpoint,
@@ -402,12 +403,6 @@ def refit(model: Recommender, rows: Any, stop_after: int | None, *,
 
 def _refit_epochs(model: Recommender) -> int | None:
     return model.training_.epochs_trained if model.trains_by_epochs else None
-
-
-def _is_torch(model: Recommender) -> bool:
-    from aerec.models.torch_base import TorchRecommender
-
-    return isinstance(model, TorchRecommender)
 
 
 def evaluate_model(model: Recommender, heldout: HeldOut, ks: tuple[int, ...] = (10, 20, 50, 100),

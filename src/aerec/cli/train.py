@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -255,20 +254,21 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, bool] | None:
 
         check_beta_search(spec.model)
     run_dir = new_run(args.out, spec, overwrite=args.overwrite)
-    _print_data_counts(run_dir)
-    _print_choice(run_dir)
+    from aerec.run_spec import RunSpec
+
+    prepared = RunSpec.load(run_dir)
+    _print_data_counts(prepared)
+    _print_choice(prepared)
     if args.beta_search:
         _beta_search(run_dir, quiet=args.quiet)
     return run_dir, False
 
 
-def _print_choice(run_dir: Path) -> None:
+def _print_choice(spec: Any) -> None:
     """One line on stderr: what was chosen on validation, over how many values, in how long."""
     import sys
 
-    from aerec.run_spec import RunSpec
-
-    choice = RunSpec.load(run_dir).choice
+    choice = spec.choice
     if not choice:
         return
     parts = [f"{name}={entry['chosen']:.4g} of {len(entry['tried'])} values"
@@ -278,14 +278,11 @@ def _print_choice(run_dir: Path) -> None:
           file=sys.stderr)
 
 
-def _print_data_counts(run_dir: Path) -> None:
+def _print_data_counts(spec: Any) -> None:
     """When a filter removed users or items, or users are kept out of evaluation: one line on
     stderr with the users and items the run kept and what was removed (nothing goes silently)."""
     import sys
 
-    from aerec.run_spec import RunSpec
-
-    spec = RunSpec.load(run_dir)
     r = spec.resolved
     parts = [f"{r.get('training_users', 0):,} training, {r.get('validation_users', 0):,} "
              f"validation and {r.get('test_users', 0):,} test users, {r.get('items', 0):,} items"]

@@ -33,7 +33,6 @@ import dataclasses
 import re
 from numbers import Real
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd

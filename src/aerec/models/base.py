@@ -103,10 +103,9 @@ class Recommender(RawIdMixin, SimilarItemsMixin):
         self.n_items_ = data.n_items
         # training users per item: the popularity fallback of a history with no known item
         self.item_counts_ = np.bincount(data.matrix.indices, minlength=data.n_items)
-        # Items the training data never shows: nothing was learned about them (similar_items
-        # refuses them rather than answer from untrained weights); saved with the model.
-        seen = self.item_counts_ > 0
-        self.untrained_items_ = frozenset(np.asarray(data.item_ids, str)[~seen].tolist())
+        from aerec.models.storage import untrained_items
+
+        self.untrained_items_ = untrained_items(data.item_ids, self.item_counts_)
         return data
 
     def _fit(self, matrix: sp.csr_matrix, validation: Any) -> None:

@@ -22,6 +22,12 @@ FORMAT = "aerec-model"
 FORMAT_VERSION = 1
 
 
+def untrained_items(item_ids: np.ndarray, item_counts: np.ndarray) -> frozenset[str]:
+    """The items that no training user had (``item_counts`` 0): nothing was learned about them,
+    so ``similar_items`` refuses them rather than answer from untrained weights."""
+    return frozenset(np.asarray(item_ids, str)[np.asarray(item_counts) == 0].tolist())
+
+
 def save_model(model: Any, path: str | Path) -> None:
     """Write ``model`` into the directory ``path`` (created if needed)."""
     model._check_fitted()
@@ -44,8 +50,6 @@ def save_model(model: Any, path: str | Path) -> None:
         **({"item_titles": kept} if kept else {}),
         # how many training users had each item: the popularity fallback of a served model
         **({"item_counts": [int(c) for c in counts]} if counts is not None else {}),
-        **({"untrained_items": sorted(model.untrained_items_)}
-           if getattr(model, "untrained_items_", None) is not None else {}),
         "versions": {
             "aerec": aerec.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(),
@@ -78,10 +82,9 @@ def load_model(path: str | Path, device: str = "auto") -> Any:
     model.n_items_ = meta["n_items"]
     if meta.get("item_titles"):
         model.item_titles_ = dict(meta["item_titles"])
-    if "item_counts" in meta:
+    if "item_counts" in meta:  # optional: models written before they were kept do not know
         model.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
-    if "untrained_items" in meta:  # optional: models written before it was kept do not know
-        model.untrained_items_ = frozenset(meta["untrained_items"])
+        model.untrained_items_ = untrained_items(model.item_ids_, model.item_counts_)
     weights = path / "model.safetensors"
     state, saved = load_state(weights)
     if saved.get("model", model.name) != model.name:
@@ -149,13 +152,6 @@ def read_model_json(path: str | Path) -> dict[str, Any]:
         raise bad("item_counts", f"must be a list of {n_items} counts, one per item")
     if not all(_is_int(c) and 0 <= c <= 2**63 - 1 for c in counts):
         raise bad("item_counts", "must hold non-negative integers")
-    untrained = meta.get("untrained_items", [])
-    if not isinstance(untrained, list) or not all(isinstance(i, str) for i in untrained):
-        raise bad("untrained_items", f"must be a list of item ids, found {json_type(untrained)}")
-    outside = set(untrained).difference(ids)
-    if outside:
-        raise bad("untrained_items", f"names item {min(outside)!r:.40}, which item_ids does not "
-                  "list")
     return meta
 
 
